@@ -1,0 +1,29 @@
+// The compiler: IR -> Plan, as a straight list of passes (csrc/core/pipeline.cpp).
+//   verify -> layerize -> partition_blocks -> plan_memory
+// Each pass can dump its result as text (pcc-compile --dump-after=PASS; golden tests read these).
+#pragma once
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "pcc/ir.h"
+#include "pcc/plan.h"
+
+namespace pcc {
+
+struct CompileOptions {
+  int64_t block_size = 0;       // sum block size (power of two); 0 = chosen per vector
+  int64_t max_partitions = 4;   // fan-in buckets per layer
+  std::string dump_after;       // pass name, or "" for none
+};
+
+const std::vector<std::string>& pass_names();
+
+// Throws pcc::Error on an invalid circuit. If options.dump_after names a pass, its dump is written to
+// *dump (which must then be non-null).
+Plan compile(const Circuit& c, const CompileOptions& options = {}, std::ostream* dump = nullptr);
+
+// The verify pass alone (also run by compile).
+void verify(const Circuit& c);
+
+}  // namespace pcc

@@ -1,0 +1,110 @@
+// The execution plan: what the compiler emits and every backend runs.
+//
+// Values. All node values of one pass live in one float32 buffer of num_rows rows, each row holding
+// one node's log-value for every batch element (row-major [num_rows, batch], batch contiguous).
+//   * Row kOneRow holds log 1 = 0 for every batch element: product partitions pad with it.
+//   * Each node vector occupies a contiguous run of rows, rounded up to a multiple of the largest
+//     block size that writes or reads it. The rows past the vector's end (listed in pad_ranges) hold
+//     -inf: sum blocks that overhang a vector read zero probability there, and sum blocks whose
+//     output overhangs write -inf there (their weight rows are zero).
+// Layers run in order; a layer reads only rows written by earlier layers.
+//   * InputGroup: rows [row_start, row_start + num_nodes) get log p(x[var]) of one distribution kind.
+//   * ProductPartition: row_start + i gets the sum of the fanin rows child_rows[i * fanin + k].
+//   * SumPartition: num_blocks sum blocks of block_size rows each. Block i writes rows
+//     out_rows[i] .. out_rows[i] + block_size and reads fanin child blocks; child block k starts at
+//     row child_rows[i * fanin + k] (-1: padding, skipped) and has child_block_size rows; its weights
+//     are a [block_size, child_block_size] row-major matrix at params[weight_offsets[i * fanin + k]].
+//     out[r] = log sum_k sum_c W_k[r, c] * exp(value[child_k + c]).
+// Parameters. One float32 buffer in linear space: categorical probabilities (num_cats per node),
+// Bernoulli P(x = 1), Gaussian (mean, std) pairs, and the sum weight blocks. Tied vectors share
+// offsets. param_map relates each IR parameter group element to its place in the buffer.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "pcc/ir.h"
+
+namespace pcc {
+
+enum class LayerKind : uint8_t { Input = 0, Product = 1, Sum = 2 };
+
+struct InputGroup {
+  Dist dist = Dist::Categorical;
+  int64_t row_start = 0, num_nodes = 0;
+  std::vector<int64_t> var;           // [num_nodes]
+  std::vector<int64_t> param_offset;  // [num_nodes]: first parameter of the node
+  std::vector<int64_t> num_cats;      // [num_nodes]: categories (Categorical), 2 (Bernoulli), 0
+};
+
+struct ProductPartition {
+  int64_t row_start = 0, num_nodes = 0, fanin = 0;
+  std::vector<int64_t> child_rows;  // [num_nodes * fanin], padded with kOneRow
+};
+
+struct SumPartition {
+  int64_t block_size = 1, child_block_size = 1, num_blocks = 0, fanin = 0;
+  std::vector<int64_t> out_rows;        // [num_blocks]
+  std::vector<int64_t> child_rows;      // [num_blocks * fanin], -1 = padding
+  std::vector<int64_t> weight_offsets;  // [num_blocks * fanin], -1 = padding
+};
+
+struct Layer {
+  LayerKind kind = LayerKind::Input;
+  std::vector<InputGroup> inputs;      // kind Input
+  std::vector<ProductPartition> products;  // kind Product
+  std::vector<SumPartition> sums;      // kind Sum
+};
+
+// IR parameter group `group`, elements ir_offset .. ir_offset + length, live at params[plan_offset +
+// k * plan_stride] for k < length.
+struct ParamRun {
+  int64_t group = 0, ir_offset = 0, plan_offset = 0, length = 0, plan_stride = 1;
+};
+
+struct Plan {
+  static constexpr int64_t kOneRow = 0;
+
+  int64_t num_vars = 0;
+  int64_t num_rows = 0;
+  std::vector<std::pair<int64_t, int64_t>> pad_ranges;  // (first row, count) holding -inf
+  std::vector<Layer> layers;
+
+  // Per variable: the smallest category count of a discrete input on it (Bernoulli counts 2), 0 if
+  // only continuous inputs read it, -1 if no input reads it. Inputs are validated against this.
+  std::vector<int64_t> var_limit;
+
+  int64_t root_row = 0, num_root_nodes = 0;  // the root vector's rows
+  std::vector<int64_t> vector_rows;          // first row of each IR vector, -1 if unreachable
+
+  std::vector<float> params;
+  std::vector<ParamRun> param_map;
+  std::vector<int64_t> param_group_sizes;    // element count of each IR group
+
+  Stats stats;  // of the source circuit
+};
+
+// Numbers for the compile report.
+struct PlanSummary {
+  int64_t layers = 0, input_groups = 0, product_partitions = 0, sum_partitions = 0;
+  int64_t sum_blocks = 0;
+  int64_t sum_edges_real = 0, sum_edges_padded = 0;          // node-level multiply-adds
+  int64_t product_edges_real = 0, product_edges_padded = 0;
+  int64_t flops_per_sample = 0, bytes_per_sample = 0;
+  int64_t value_bytes_per_sample = 0, param_bytes = 0;
+};
+
+PlanSummary summarize(const Plan& p);
+std::string plan_report(const Plan& p);  // human-readable, what pcc-compile prints
+
+// .pcplan files: same container and safety rules as .pcir (docs/ir.md).
+std::string serialize_plan(const Plan& p);
+Plan parse_plan(const std::string& bytes, const std::string& source = "<memory>");
+void write_plan(const Plan& p, const std::string& path);
+Plan read_plan(const std::string& path);
+// Structural checks of a plan read from a file (rows, offsets and counts in range), so a plan that
+// parsed can never make a backend read or write out of bounds.
+void validate_plan(const Plan& p);
+
+}  // namespace pcc
