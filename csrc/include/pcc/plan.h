@@ -3,6 +3,8 @@
 // Values. All node values of one pass live in one float32 buffer of num_rows rows, each row holding
 // one node's log-value for every batch element (row-major [num_rows, batch], batch contiguous).
 //   * Row kOneRow holds log 1 = 0 for every batch element: product partitions pad with it.
+//   * Row kZeroRow holds log 0 = -inf (it is listed in pad_ranges): a product node that reads it is
+//     -inf, which is how product partitions fill the pad rows between their vectors.
 //   * Each node vector occupies a contiguous run of rows, rounded up to a multiple of the largest
 //     block size that writes or reads it. The rows past the vector's end (listed in pad_ranges) hold
 //     -inf: sum blocks that overhang a vector read zero probability there, and sum blocks whose
@@ -65,6 +67,7 @@ struct ParamRun {
 
 struct Plan {
   static constexpr int64_t kOneRow = 0;
+  static constexpr int64_t kZeroRow = 1;
 
   int64_t num_vars = 0;
   int64_t num_rows = 0;

@@ -1,0 +1,33 @@
+// The compiler pipeline: a straight list of passes, each able to dump its result (--dump-after).
+#include "pcc/compiler.h"
+
+#include "core/passes.h"
+#include "pcc/error.h"
+
+namespace pcc {
+
+const std::vector<std::string>& pass_names() {
+  static const std::vector<std::string> names = {"verify", "layerize", "partition_blocks", "plan_memory"};
+  return names;
+}
+
+Plan compile(const Circuit& c, const CompileOptions& o, std::ostream* dump) {
+  const std::string& after = o.dump_after;
+  if (!after.empty()) {
+    bool known = false;
+    for (const auto& n : pass_names()) known = known || n == after;
+    PCC_CHECK(known, "unknown pass '", after, "' (passes: verify, layerize, partition_blocks, plan_memory)");
+    PCC_CHECK(dump != nullptr, "internal error: dump_after without an output stream");
+  }
+  verify(c);
+  if (after == "verify") *dump << dump_circuit(c);
+  const Layering layering = layerize(c);
+  if (after == "layerize") *dump << dump_layering(c, layering);
+  const Partitioning parts = partition_blocks(c, layering, o.block_size, o.max_partitions);
+  if (after == "partition_blocks") *dump << dump_partitioning(c, parts);
+  Plan plan = plan_memory(c, parts);
+  if (after == "plan_memory") *dump << dump_plan(plan);
+  return plan;
+}
+
+}  // namespace pcc

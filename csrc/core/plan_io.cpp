@@ -1,0 +1,346 @@
+// .pcplan files: the compiled Plan in the shared container (container.h), and validate_plan, the
+// structural check that makes any plan that parses safe to hand to a backend. The payload order is
+// documented in docs/ir.md; keep the two in step.
+#include <cmath>
+#include <string>
+
+#include "core/container.h"
+#include "pcc/error.h"
+#include "pcc/plan.h"
+
+namespace pcc {
+namespace {
+
+// Smallest possible records (scalars plus empty arrays), for checking counts before reserving.
+constexpr size_t kMinLayerBytes = 1 + 3 * 8;
+constexpr size_t kMinInputGroupBytes = 1 + 2 * 8 + 3 * 8;
+constexpr size_t kMinProductBytes = 3 * 8 + 8;
+constexpr size_t kMinSumBytes = 4 * 8 + 3 * 8;
+constexpr size_t kPadRangeBytes = 2 * 8;
+constexpr size_t kParamRunBytes = 5 * 8;
+constexpr size_t kStatsFields = 7;
+
+// The Stats fields in file order.
+void stats_fields(Stats& s, int64_t* (&out)[kStatsFields]) {
+  int64_t* f[kStatsFields] = {&s.input_nodes, &s.sum_nodes,  &s.product_nodes, &s.sum_edges,
+                              &s.product_edges, &s.sum_params, &s.input_params};
+  for (size_t i = 0; i < kStatsFields; ++i) out[i] = f[i];
+}
+
+uint8_t read_enum(container::Reader& r, const char* what, uint8_t last) {
+  const size_t at = r.offset();
+  const uint8_t v = r.u8(what);
+  if (v > last) {
+    raise(r.source(), ": corrupt: ", r.field(what), " is ", int(v), ", out of range (0..", int(last),
+          ") at offset ", at);
+  }
+  return v;
+}
+
+// [start, start + count) inside [lo, limit), without overflow for any int64 inputs.
+bool span_ok(int64_t start, int64_t count, int64_t lo, int64_t limit) {
+  return start >= lo && count >= 0 && start <= limit && count <= limit - start;
+}
+
+// a * b == expected, without overflow.
+bool product_is(int64_t a, int64_t b, size_t expected) {
+  if (a < 0 || b < 0) return false;
+  if (a == 0 || b == 0) return expected == 0;
+  if (a > INT64_MAX / b) return false;
+  return static_cast<size_t>(a * b) == expected;
+}
+
+}  // namespace
+
+std::string serialize_plan(const Plan& p) {
+  container::Writer w;
+  w.i64(p.num_vars);
+  w.i64(p.num_rows);
+  w.i64(p.root_row);
+  w.i64(p.num_root_nodes);
+  w.count(p.pad_ranges.size());
+  for (const auto& [first, n] : p.pad_ranges) {
+    w.i64(first);
+    w.i64(n);
+  }
+  w.i64s(p.var_limit);
+  w.i64s(p.vector_rows);
+  w.f32s(p.params);
+  w.count(p.param_map.size());
+  for (const ParamRun& r : p.param_map) {
+    w.i64(r.group);
+    w.i64(r.ir_offset);
+    w.i64(r.plan_offset);
+    w.i64(r.length);
+    w.i64(r.plan_stride);
+  }
+  w.i64s(p.param_group_sizes);
+  Stats s = p.stats;
+  int64_t* f[kStatsFields];
+  stats_fields(s, f);
+  for (int64_t* x : f) w.i64(*x);
+  w.count(p.layers.size());
+  for (const Layer& l : p.layers) {
+    // All three lists are written for every layer (validate_plan requires the other two empty), so
+    // the round trip is exact for any Plan.
+    w.u8(static_cast<uint8_t>(l.kind));
+    w.count(l.inputs.size());
+    for (const InputGroup& g : l.inputs) {
+      w.u8(static_cast<uint8_t>(g.dist));
+      w.i64(g.row_start);
+      w.i64(g.num_nodes);
+      w.i64s(g.var);
+      w.i64s(g.param_offset);
+      w.i64s(g.num_cats);
+    }
+    w.count(l.products.size());
+    for (const ProductPartition& q : l.products) {
+      w.i64(q.row_start);
+      w.i64(q.num_nodes);
+      w.i64(q.fanin);
+      w.i64s(q.child_rows);
+    }
+    w.count(l.sums.size());
+    for (const SumPartition& q : l.sums) {
+      w.i64(q.block_size);
+      w.i64(q.child_block_size);
+      w.i64(q.num_blocks);
+      w.i64(q.fanin);
+      w.i64s(q.out_rows);
+      w.i64s(q.child_rows);
+      w.i64s(q.weight_offsets);
+    }
+  }
+  return w.seal(container::Kind::Plan);
+}
+
+Plan parse_plan(const std::string& bytes, const std::string& source) {
+  container::Reader r = container::open(bytes, container::Kind::Plan, source);
+  Plan p;
+  p.num_vars = r.i64("num_vars");
+  p.num_rows = r.i64("num_rows");
+  p.root_row = r.i64("root_row");
+  p.num_root_nodes = r.i64("num_root_nodes");
+  p.pad_ranges.resize(r.count("pad range count", kPadRangeBytes));
+  for (auto& [first, n] : p.pad_ranges) {
+    first = r.i64("pad range first row");
+    n = r.i64("pad range row count");
+  }
+  p.var_limit = r.i64s("var_limit");
+  p.vector_rows = r.i64s("vector_rows");
+  p.params = r.f32s("params");
+  p.param_map.resize(r.count("param_map count", kParamRunBytes));
+  for (ParamRun& m : p.param_map) {
+    m.group = r.i64("param run group");
+    m.ir_offset = r.i64("param run ir_offset");
+    m.plan_offset = r.i64("param run plan_offset");
+    m.length = r.i64("param run length");
+    m.plan_stride = r.i64("param run plan_stride");
+  }
+  p.param_group_sizes = r.i64s("param_group_sizes");
+  int64_t* f[kStatsFields];
+  stats_fields(p.stats, f);
+  for (int64_t* x : f) *x = r.i64("stats");
+  p.layers.resize(r.count("layer count", kMinLayerBytes));
+  for (size_t li = 0; li < p.layers.size(); ++li) {
+    Layer& l = p.layers[li];
+    r.set_context("layer " + std::to_string(li));
+    l.kind = static_cast<LayerKind>(read_enum(r, "kind", static_cast<uint8_t>(LayerKind::Sum)));
+    l.inputs.resize(r.count("input group count", kMinInputGroupBytes));
+    for (size_t gi = 0; gi < l.inputs.size(); ++gi) {
+      InputGroup& g = l.inputs[gi];
+      r.set_context("input group " + std::to_string(gi) + " of layer " + std::to_string(li));
+      g.dist = static_cast<Dist>(read_enum(r, "dist", static_cast<uint8_t>(Dist::Gaussian)));
+      g.row_start = r.i64("row_start");
+      g.num_nodes = r.i64("num_nodes");
+      g.var = r.i64s("var");
+      g.param_offset = r.i64s("param_offset");
+      g.num_cats = r.i64s("num_cats");
+    }
+    r.set_context("layer " + std::to_string(li));
+    l.products.resize(r.count("product partition count", kMinProductBytes));
+    for (size_t qi = 0; qi < l.products.size(); ++qi) {
+      ProductPartition& q = l.products[qi];
+      r.set_context("product partition " + std::to_string(qi) + " of layer " + std::to_string(li));
+      q.row_start = r.i64("row_start");
+      q.num_nodes = r.i64("num_nodes");
+      q.fanin = r.i64("fanin");
+      q.child_rows = r.i64s("child_rows");
+    }
+    r.set_context("layer " + std::to_string(li));
+    l.sums.resize(r.count("sum partition count", kMinSumBytes));
+    for (size_t qi = 0; qi < l.sums.size(); ++qi) {
+      SumPartition& q = l.sums[qi];
+      r.set_context("sum partition " + std::to_string(qi) + " of layer " + std::to_string(li));
+      q.block_size = r.i64("block_size");
+      q.child_block_size = r.i64("child_block_size");
+      q.num_blocks = r.i64("num_blocks");
+      q.fanin = r.i64("fanin");
+      q.out_rows = r.i64s("out_rows");
+      q.child_rows = r.i64s("child_rows");
+      q.weight_offsets = r.i64s("weight_offsets");
+    }
+  }
+  r.set_context("");
+  r.expect_end();
+  try {
+    validate_plan(p);
+  } catch (const Error& e) {
+    raise(source, ": ", e.what());
+  }
+  return p;
+}
+
+void write_plan(const Plan& p, const std::string& path) {
+  container::write_file_atomic(path, serialize_plan(p));
+}
+
+Plan read_plan(const std::string& path) { return parse_plan(container::read_file(path), path); }
+
+void validate_plan(const Plan& p) {
+  const int64_t rows = p.num_rows;
+  const int64_t num_params = static_cast<int64_t>(p.params.size());
+  PCC_CHECK(rows >= 1, "invalid plan: num_rows is ", rows, " (row ", Plan::kOneRow, " must exist)");
+  PCC_CHECK(p.num_vars >= 0, "invalid plan: num_vars is ", p.num_vars);
+  PCC_CHECK(p.var_limit.size() == static_cast<size_t>(p.num_vars), "invalid plan: var_limit has ",
+            p.var_limit.size(), " entries for ", p.num_vars, " variables");
+  for (size_t v = 0; v < p.var_limit.size(); ++v) {
+    PCC_CHECK(p.var_limit[v] >= -1, "invalid plan: var_limit of variable ", v, " is ", p.var_limit[v]);
+  }
+  PCC_CHECK(p.num_root_nodes >= 1 && span_ok(p.root_row, p.num_root_nodes, 0, rows),
+            "invalid plan: root rows ", p.root_row, " + ", p.num_root_nodes, " outside the ", rows,
+            " rows");
+  for (size_t i = 0; i < p.pad_ranges.size(); ++i) {
+    const auto [first, n] = p.pad_ranges[i];
+    // Row kOneRow holds log 1 and must never be overwritten with -inf.
+    PCC_CHECK(span_ok(first, n, Plan::kOneRow + 1, rows), "invalid plan: pad range ", i, " (rows ",
+              first, " + ", n, ") outside rows 1..", rows - 1);
+  }
+  for (size_t i = 0; i < p.vector_rows.size(); ++i) {
+    PCC_CHECK(p.vector_rows[i] >= -1 && p.vector_rows[i] < rows, "invalid plan: first row of vector ",
+              i, " is ", p.vector_rows[i], ", outside the ", rows, " rows");
+  }
+  for (size_t g = 0; g < p.param_group_sizes.size(); ++g) {
+    PCC_CHECK(p.param_group_sizes[g] >= 0, "invalid plan: parameter group ", g, " has size ",
+              p.param_group_sizes[g]);
+  }
+  const int64_t num_groups = static_cast<int64_t>(p.param_group_sizes.size());
+  for (size_t i = 0; i < p.param_map.size(); ++i) {
+    const ParamRun& m = p.param_map[i];
+    PCC_CHECK(m.group >= 0 && m.group < num_groups, "invalid plan: param run ", i, " names group ",
+              m.group, " of ", num_groups);
+    PCC_CHECK(span_ok(m.ir_offset, m.length, 0, p.param_group_sizes[m.group]), "invalid plan: param run ",
+              i, " covers elements ", m.ir_offset, " + ", m.length, " of group ", m.group, " which has ",
+              p.param_group_sizes[m.group]);
+    PCC_CHECK(m.plan_stride >= 1, "invalid plan: param run ", i, " has stride ", m.plan_stride);
+    const bool fits = m.length == 0 ||
+                      (m.plan_offset >= 0 && m.plan_offset < num_params &&
+                       (m.length - 1) <= (num_params - 1 - m.plan_offset) / m.plan_stride);
+    PCC_CHECK(fits, "invalid plan: param run ", i, " (offset ", m.plan_offset, ", length ", m.length,
+              ", stride ", m.plan_stride, ") runs past the ", num_params, " plan parameters");
+  }
+
+  for (size_t li = 0; li < p.layers.size(); ++li) {
+    const Layer& l = p.layers[li];
+    PCC_CHECK((l.kind == LayerKind::Input || l.inputs.empty()) &&
+                  (l.kind == LayerKind::Product || l.products.empty()) &&
+                  (l.kind == LayerKind::Sum || l.sums.empty()),
+              "invalid plan: layer ", li, " of kind ", static_cast<int>(l.kind),
+              " holds partitions of another kind");
+    for (size_t gi = 0; gi < l.inputs.size(); ++gi) {
+      const InputGroup& g = l.inputs[gi];
+      const std::string at = "input group " + std::to_string(gi) + " of layer " + std::to_string(li);
+      // Layers write rows after kOneRow only.
+      PCC_CHECK(g.num_nodes >= 0 && span_ok(g.row_start, g.num_nodes, Plan::kOneRow + 1, rows),
+                "invalid plan: ", at, ": rows ", g.row_start, " + ", g.num_nodes, " outside rows 1..",
+                rows - 1);
+      const size_t n = static_cast<size_t>(g.num_nodes);
+      PCC_CHECK(g.var.size() == n && g.param_offset.size() == n && g.num_cats.size() == n,
+                "invalid plan: ", at, ": per-node arrays do not have num_nodes (", n, ") entries");
+      for (size_t k = 0; k < n; ++k) {
+        const int64_t var = g.var[k];
+        PCC_CHECK(var >= 0 && var < p.num_vars, "invalid plan: ", at, ": node ", k, " reads variable ",
+                  var, " of ", p.num_vars);
+        const int64_t limit = p.var_limit[var];
+        int64_t width = 0;  // parameters the node reads
+        switch (g.dist) {
+          case Dist::Categorical:
+            width = g.num_cats[k];
+            PCC_CHECK(width >= 1, "invalid plan: ", at, ": node ", k, " has ", width, " categories");
+            // Inputs are checked against var_limit, so the node's table must cover every value below it.
+            PCC_CHECK(limit >= 1 && limit <= width, "invalid plan: ", at, ": node ", k, " has ", width,
+                      " categories but variable ", var, " admits ", limit);
+            break;
+          case Dist::Bernoulli:
+            width = 1;
+            PCC_CHECK(g.num_cats[k] == 2, "invalid plan: ", at, ": Bernoulli node ", k,
+                      " has num_cats ", g.num_cats[k], " (must be 2)");
+            PCC_CHECK(limit >= 1 && limit <= 2, "invalid plan: ", at, ": Bernoulli node ", k,
+                      " but variable ", var, " admits ", limit, " values");
+            break;
+          case Dist::Gaussian:
+            width = 2;
+            PCC_CHECK(g.num_cats[k] == 0, "invalid plan: ", at, ": Gaussian node ", k, " has num_cats ",
+                      g.num_cats[k], " (must be 0)");
+            PCC_CHECK(limit != -1, "invalid plan: ", at, ": node ", k, " reads variable ", var,
+                      " whose var_limit says no input reads it");
+            break;
+          default:
+            raise("invalid plan: ", at, ": unknown distribution ", static_cast<int>(g.dist));
+        }
+        PCC_CHECK(span_ok(g.param_offset[k], width, 0, num_params), "invalid plan: ", at, ": node ", k,
+                  " reads parameters ", g.param_offset[k], " + ", width, " of ", num_params);
+      }
+    }
+    for (size_t qi = 0; qi < l.products.size(); ++qi) {
+      const ProductPartition& q = l.products[qi];
+      const std::string at = "product partition " + std::to_string(qi) + " of layer " + std::to_string(li);
+      PCC_CHECK(q.num_nodes >= 0 && span_ok(q.row_start, q.num_nodes, Plan::kOneRow + 1, rows),
+                "invalid plan: ", at, ": rows ", q.row_start, " + ", q.num_nodes, " outside rows 1..",
+                rows - 1);
+      PCC_CHECK(q.fanin >= 1, "invalid plan: ", at, ": fanin is ", q.fanin);
+      PCC_CHECK(product_is(q.num_nodes, q.fanin, q.child_rows.size()), "invalid plan: ", at,
+                ": child_rows has ", q.child_rows.size(), " entries, expected num_nodes ", q.num_nodes,
+                " x fanin ", q.fanin);
+      for (size_t k = 0; k < q.child_rows.size(); ++k) {
+        PCC_CHECK(q.child_rows[k] >= 0 && q.child_rows[k] < rows, "invalid plan: ", at,
+                  ": child_rows[", k, "] is ", q.child_rows[k], ", outside the ", rows, " rows");
+      }
+    }
+    for (size_t qi = 0; qi < l.sums.size(); ++qi) {
+      const SumPartition& q = l.sums[qi];
+      const std::string at = "sum partition " + std::to_string(qi) + " of layer " + std::to_string(li);
+      PCC_CHECK(q.block_size >= 1 && q.child_block_size >= 1, "invalid plan: ", at, ": block sizes ",
+                q.block_size, " x ", q.child_block_size);
+      PCC_CHECK(q.num_blocks >= 0 && q.fanin >= 1, "invalid plan: ", at, ": num_blocks ", q.num_blocks,
+                ", fanin ", q.fanin);
+      PCC_CHECK(product_is(q.num_blocks, 1, q.out_rows.size()), "invalid plan: ", at, ": out_rows has ",
+                q.out_rows.size(), " entries for ", q.num_blocks, " blocks");
+      PCC_CHECK(product_is(q.num_blocks, q.fanin, q.child_rows.size()) &&
+                    q.weight_offsets.size() == q.child_rows.size(),
+                "invalid plan: ", at, ": child_rows/weight_offsets have ", q.child_rows.size(), "/",
+                q.weight_offsets.size(), " entries, expected num_blocks ", q.num_blocks, " x fanin ",
+                q.fanin);
+      PCC_CHECK(q.block_size <= INT64_MAX / q.child_block_size, "invalid plan: ", at,
+                ": block sizes overflow");
+      const int64_t matrix = q.block_size * q.child_block_size;
+      for (size_t b = 0; b < q.out_rows.size(); ++b) {
+        PCC_CHECK(span_ok(q.out_rows[b], q.block_size, Plan::kOneRow + 1, rows), "invalid plan: ", at,
+                  ": block ", b, " writes rows ", q.out_rows[b], " + ", q.block_size, " outside rows 1..",
+                  rows - 1);
+      }
+      for (size_t k = 0; k < q.child_rows.size(); ++k) {
+        const int64_t row = q.child_rows[k], w = q.weight_offsets[k];
+        PCC_CHECK((row == -1) == (w == -1), "invalid plan: ", at, ": entry ", k,
+                  " pads only one of child_rows (", row, ") and weight_offsets (", w, ")");
+        if (row == -1) continue;
+        PCC_CHECK(span_ok(row, q.child_block_size, 0, rows), "invalid plan: ", at, ": entry ", k,
+                  " reads rows ", row, " + ", q.child_block_size, " outside the ", rows, " rows");
+        PCC_CHECK(span_ok(w, matrix, 0, num_params), "invalid plan: ", at, ": entry ", k,
+                  " reads weights ", w, " + ", matrix, " of ", num_params);
+      }
+    }
+  }
+}
+
+}  // namespace pcc

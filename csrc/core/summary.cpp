@@ -1,0 +1,115 @@
+// The compile report: what a plan costs (work, padding, memory), printed by pcc-compile and
+// returned by TensorCircuit.report().
+#include <cstdio>
+#include <sstream>
+
+#include "pcc/plan.h"
+
+namespace pcc {
+
+PlanSummary summarize(const Plan& p) {
+  PlanSummary s;
+  s.layers = static_cast<int64_t>(p.layers.size());
+  int64_t rows_written = 0, rows_read = 0, input_nodes = 0;
+  for (const Layer& l : p.layers) {
+    for (const InputGroup& g : l.inputs) {
+      s.input_groups += 1;
+      input_nodes += g.num_nodes;
+      rows_written += g.num_nodes;
+    }
+    for (const ProductPartition& pp : l.products) {
+      s.product_partitions += 1;
+      s.product_edges_padded += pp.num_nodes * pp.fanin;
+      rows_written += pp.num_nodes;
+      rows_read += pp.num_nodes * pp.fanin;
+    }
+    for (const SumPartition& sp : l.sums) {
+      s.sum_partitions += 1;
+      s.sum_blocks += sp.num_blocks;
+      s.sum_edges_padded += sp.num_blocks * sp.fanin * sp.block_size * sp.child_block_size;
+      rows_written += sp.num_blocks * sp.block_size;
+      rows_read += sp.num_blocks * sp.fanin * sp.child_block_size;
+    }
+  }
+  s.sum_edges_real = p.stats.sum_edges;
+  s.product_edges_real = p.stats.product_edges;
+  // A multiply-add per padded sum edge, an exp per child value read and a log per output; an add
+  // per product edge; about ten operations per input node.
+  s.flops_per_sample = 2 * s.sum_edges_padded + s.product_edges_padded + rows_read + rows_written +
+                       10 * input_nodes;
+  s.bytes_per_sample = 4 * (rows_written + rows_read);
+  s.value_bytes_per_sample = 4 * p.num_rows;
+  s.param_bytes = 4 * static_cast<int64_t>(p.params.size());
+  return s;
+}
+
+namespace {
+
+std::string human(double x) {
+  char buf[32];
+  const char* unit[] = {"", "K", "M", "G", "T"};
+  int u = 0;
+  while (x >= 1000.0 && u < 4) {
+    x /= 1000.0;
+    ++u;
+  }
+  std::snprintf(buf, sizeof buf, u ? "%.2f%s" : "%.0f%s", x, unit[u]);
+  return buf;
+}
+
+std::string bytes(double x) {
+  char buf[32];
+  const char* unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (x >= 1024.0 && u < 4) {
+    x /= 1024.0;
+    ++u;
+  }
+  std::snprintf(buf, sizeof buf, u ? "%.2f %s" : "%.0f %s", x, unit[u]);
+  return buf;
+}
+
+double overhead(int64_t padded, int64_t real) {
+  return real > 0 ? 100.0 * static_cast<double>(padded - real) / static_cast<double>(real) : 0.0;
+}
+
+}  // namespace
+
+std::string plan_report(const Plan& p) {
+  const PlanSummary s = summarize(p);
+  const Stats& st = p.stats;
+  std::ostringstream o;
+  char line[256];
+  o << "circuit   " << human(st.input_nodes) << " input, " << human(st.product_nodes) << " product, "
+    << human(st.sum_nodes) << " sum nodes; " << human(st.sum_edges) << " sum edges; " << p.num_vars
+    << " variables\n";
+  o << "plan      " << s.layers << " layers: " << s.input_groups << " input groups, " << s.product_partitions
+    << " product partitions, " << s.sum_partitions << " sum partitions (" << human(s.sum_blocks)
+    << " node blocks)\n";
+  std::snprintf(line, sizeof line, "padding   sum edges %s -> %s (+%.1f%%), product edges %s -> %s (+%.1f%%)\n",
+                human(s.sum_edges_real).c_str(), human(s.sum_edges_padded).c_str(),
+                overhead(s.sum_edges_padded, s.sum_edges_real), human(s.product_edges_real).c_str(),
+                human(s.product_edges_padded).c_str(), overhead(s.product_edges_padded, s.product_edges_real));
+  o << line;
+  o << "work      " << human(s.flops_per_sample) << " FLOPs and " << bytes(s.bytes_per_sample)
+    << " of value traffic per sample\n";
+  o << "memory    " << bytes(s.value_bytes_per_sample) << " of node values per batch element ("
+    << human(p.num_rows) << " rows), " << bytes(s.param_bytes) << " of parameters\n";
+  o << "layers\n";
+  for (size_t i = 0; i < p.layers.size(); ++i) {
+    const Layer& l = p.layers[i];
+    for (const InputGroup& g : l.inputs) {
+      o << "  " << i << " input    " << to_string(g.dist) << ": " << human(g.num_nodes) << " nodes\n";
+    }
+    for (const ProductPartition& pp : l.products) {
+      o << "  " << i << " product  " << human(pp.num_nodes) << " nodes x fan-in " << pp.fanin << "\n";
+    }
+    for (const SumPartition& sp : l.sums) {
+      o << "  " << i << " sum      " << human(sp.num_blocks) << " blocks of " << sp.block_size << "x"
+        << sp.child_block_size << " x fan-in " << sp.fanin << "\n";
+    }
+  }
+  return o.str();
+}
+
+}  // namespace pcc

@@ -1,0 +1,84 @@
+// Input layer forward: log-probabilities of Categorical, Bernoulli and Gaussian inputs. Missing
+// entries give 0 (= log 1, marginalised out) and are never read, so they may hold anything.
+#include <cmath>
+
+#include "cpu/ops.h"
+#include "cpu/thread_pool.h"
+
+namespace pcc {
+namespace cpu {
+namespace {
+
+constexpr double kHalfLog2Pi = 0.91893853320467274178;
+
+template <class T>
+void input_nodes(const InputGroup& g, const float* params, const TensorRef& x,
+                 const TensorRef& missing, float* values, int64_t batch, int64_t begin,
+                 int64_t end) {
+  const T* xd = static_cast<const T*>(x.data);
+  const uint8_t* md = static_cast<const uint8_t*>(missing.data);
+  for (int64_t i = begin; i < end; ++i) {
+    const int64_t v = g.var[i];
+    const T* xv = xd + v * x.strides[1];
+    const int64_t xs = x.strides[0];
+    const uint8_t* mv = md ? md + v * missing.strides[1] : nullptr;
+    const int64_t ms = md ? missing.strides[0] : 0;
+    const float* p = params + g.param_offset[i];
+    float* out = values + (g.row_start + i) * batch;
+    switch (g.dist) {
+      case Dist::Categorical:
+        for (int64_t b = 0; b < batch; ++b) {
+          if (mv && mv[b * ms]) {
+            out[b] = 0.0f;
+          } else {
+            out[b] = std::log(p[static_cast<int64_t>(xv[b * xs])]);
+          }
+        }
+        break;
+      case Dist::Bernoulli: {
+        // log(1 - p) through log1p keeps precision for p near 0.
+        const float l1 = std::log(p[0]), l0 = static_cast<float>(std::log1p(-double(p[0])));
+        for (int64_t b = 0; b < batch; ++b) {
+          if (mv && mv[b * ms]) {
+            out[b] = 0.0f;
+          } else {
+            out[b] = xv[b * xs] != T(0) ? l1 : l0;
+          }
+        }
+        break;
+      }
+      case Dist::Gaussian: {
+        const double mean = p[0], inv_std = 1.0 / double(p[1]);
+        const double c = -std::log(double(p[1])) - kHalfLog2Pi;
+        for (int64_t b = 0; b < batch; ++b) {
+          if (mv && mv[b * ms]) {
+            out[b] = 0.0f;
+          } else {
+            const double z = (double(xv[b * xs]) - mean) * inv_std;
+            out[b] = static_cast<float>(c - 0.5 * z * z);
+          }
+        }
+        break;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void input_forward(const InputGroup& g, const float* params, const TensorRef& x,
+                   const TensorRef& missing, float* values, int64_t batch) {
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(batch, 1));
+  with_dtype(x.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    parallel_for(
+        g.num_nodes,
+        [&](int64_t begin, int64_t end) {
+          input_nodes<T>(g, params, x, missing, values, batch, begin, end);
+        },
+        grain);
+  });
+}
+
+}  // namespace cpu
+}  // namespace pcc

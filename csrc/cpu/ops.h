@@ -1,0 +1,50 @@
+// The CPU backend's per-op functions (internal to csrc/cpu). Each runs one plan element over the
+// whole batch on the values buffer [num_rows, batch]; forward.cpp calls them layer by layer.
+#pragma once
+#include <cstdint>
+
+#include "pcc/plan.h"
+#include "pcc/tensor.h"
+
+namespace pcc {
+namespace cpu {
+
+// Rows [g.row_start, g.row_start + g.num_nodes) <- log p(x[:, var]); 0 (= log 1) where missing.
+// x has been validated (validate_inputs), so discrete entries are in-range integers.
+void input_forward(const InputGroup& g, const float* params, const TensorRef& x,
+                   const TensorRef& missing, float* values, int64_t batch);
+
+// Row p.row_start + i <- sum over k of row p.child_rows[i * fanin + k].
+void product_forward(const ProductPartition& p, float* values, int64_t batch);
+
+// Each block's rows <- log sum_k W_k exp(child block k), stable (max-shifted) log-sum-exp.
+void sum_forward(const SumPartition& s, const float* params, float* values, int64_t batch);
+
+// Calls f(T{}) with T the C++ type of dtype t (bool read as uint8_t).
+template <class F>
+decltype(auto) with_dtype(DType t, F&& f) {
+  switch (t) {
+    case DType::Bool:
+    case DType::UInt8: return f(uint8_t{});
+    case DType::Int8: return f(int8_t{});
+    case DType::Int16: return f(int16_t{});
+    case DType::Int32: return f(int32_t{});
+    case DType::Int64: return f(int64_t{});
+    case DType::Float32: return f(float{});
+    case DType::Float64: return f(double{});
+  }
+  return f(float{});  // unreachable for valid enum values; validate_inputs rejects others first
+}
+
+// Element (b, v) of a 2-D strided tensor.
+template <class T>
+inline T at2(const TensorRef& t, int64_t b, int64_t v) {
+  return static_cast<const T*>(t.data)[b * t.strides[0] + v * t.strides[1]];
+}
+
+inline bool is_missing(const TensorRef& m, int64_t b, int64_t v) {
+  return m.data != nullptr && at2<uint8_t>(m, b, v) != 0;
+}
+
+}  // namespace cpu
+}  // namespace pcc

@@ -1,0 +1,296 @@
+// Sum layer forward: per sum block, out = log sum_k W_k exp(child block k), computed stably as
+// m + log(sum_k W_k exp(child_k - m)) with m the per-column max over all (non-padding) child rows.
+//
+// Work items are (batch tile of kTile columns, block) pairs, split statically over threads; each
+// output is computed by one item in a fixed order, so results do not depend on the thread count. An
+// item is a small dense product acc[b, tile] += W_k[b, cb] * E_k[cb, tile] with E = exp(child - m),
+// done by a register-blocked micro-kernel on GCC/Clang vector types. Blocks of a dense sum vector
+// share their child list, so consecutive items of one thread reuse the max and E of the previous
+// item instead of recomputing the exponentials (the dominant cost otherwise).
+//
+// The kernel is compiled for x86-64-v4 / v3 / baseline and picked at load time (target_clones),
+// because the binary must run on machines without AVX2 yet should use AVX/FMA where present.
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <vector>
+
+#include "cpu/ops.h"
+#include "cpu/thread_pool.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define PCC_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define PCC_CPU_CLONES
+#endif
+#define PCC_INLINE inline __attribute__((always_inline))
+
+// The vector helpers are always inlined into one translation unit, so the AVX argument-passing ABI
+// note GCC emits for them does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace pcc {
+namespace cpu {
+namespace {
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+constexpr int kTile = 64;            // batch columns per work item
+constexpr int kTV = kTile / 8;       // v8f per tile row
+constexpr int64_t kMaxERows = 2048;  // child rows of E kept per item (2048 * 64 floats = 512 KiB)
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+PCC_INLINE v8f splat(float x) { return v8f{x, x, x, x, x, x, x, x}; }
+PCC_INLINE v8f loadu(const float* p) {
+  v8f v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+PCC_INLINE void storeu(float* p, const v8f& v) { std::memcpy(p, &v, sizeof v); }
+
+// exp on 8 lanes (Cephes expf polynomial, ~1 ulp); lanes below -87 (including -inf) give exactly 0.
+PCC_INLINE v8f exp8(const v8f& xin) {
+  v8f x = xin;
+  const v8f lo = splat(-87.0f), hi = splat(88.0f);
+  v8i under = x < lo;
+  x = x < lo ? lo : x;
+  x = x > hi ? hi : x;
+  const v8f magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
+  v8f n = (x * splat(1.44269504088896341f) + magic) - magic;
+  v8f r = x - n * splat(0.693359375f) - n * splat(-2.12194440e-4f);
+  v8f y = splat(1.9875691500e-4f);
+  y = y * r + splat(1.3981999507e-3f);
+  y = y * r + splat(8.3334519073e-3f);
+  y = y * r + splat(4.1665795894e-2f);
+  y = y * r + splat(1.6666665459e-1f);
+  y = y * r + splat(5.0000001201e-1f);
+  y = y * (r * r) + r + splat(1.0f);
+  v8i e = (__builtin_convertvector(n, v8i) + 127) << 23;
+  v8f scale;
+  std::memcpy(&scale, &e, sizeof scale);
+  y = y * scale;
+  return under ? splat(0.0f) : y;
+}
+
+// log on 8 lanes (Cephes logf polynomial, ~1 ulp) for normal positive finite inputs; other lanes
+// (0, subnormal, inf, NaN) are redone with std::log by the caller.
+PCC_INLINE v8f log8(const v8f& x) {
+  v8i bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  v8i ei = ((bits >> 23) & 0xff) - 126;
+  v8i mb = (bits & 0x007fffff) | 0x3f000000;  // mantissa in [0.5, 1)
+  v8f m;
+  std::memcpy(&m, &mb, sizeof m);
+  v8f e = __builtin_convertvector(ei, v8f);
+  v8i small = m < splat(0.707106781186547524f);
+  e = small ? e - splat(1.0f) : e;
+  m = small ? m + m - splat(1.0f) : m - splat(1.0f);
+  v8f z = m * m;
+  v8f y = splat(7.0376836292e-2f);
+  y = y * m + splat(-1.1514610310e-1f);
+  y = y * m + splat(1.1676998740e-1f);
+  y = y * m + splat(-1.2420140846e-1f);
+  y = y * m + splat(1.4249322787e-1f);
+  y = y * m + splat(-1.6668057665e-1f);
+  y = y * m + splat(2.0000714765e-1f);
+  y = y * m + splat(-2.4999993993e-1f);
+  y = y * m + splat(3.3333331174e-1f);
+  y = y * m * z;
+  y = y + e * splat(-2.12194440e-4f);
+  y = y - splat(0.5f) * z;
+  return m + y + e * splat(0.693359375f);
+}
+
+// Grow-only buffer of v8f, 64-byte aligned (std::vector<v8f> would drop the type's alignment
+// attribute as a template argument, and aligned vector loads would then fault).
+class VecBuf {
+ public:
+  ~VecBuf() { release(); }
+  v8f* data() { return p_; }
+  void resize(int64_t n) {  // keeps the contents when n fits the current capacity
+    if (n <= cap_) return;
+    release();
+    p_ = static_cast<v8f*>(::operator new(sizeof(v8f) * n, std::align_val_t(64)));
+    cap_ = n;
+  }
+
+ private:
+  void release() {
+    if (p_) ::operator delete(p_, std::align_val_t(64));
+    p_ = nullptr;
+    cap_ = 0;
+  }
+  v8f* p_ = nullptr;
+  int64_t cap_ = 0;
+};
+
+struct Scratch {
+  VecBuf m, e, acc;
+  std::vector<int64_t> live;  // indices k of non-padding child blocks of the current block
+  float tmp[kTile];
+};
+
+// Loads tile columns [0, cols) of a row into v[kTV], filling the rest with `fill`.
+PCC_INLINE void load_tile(v8f* v, const float* row, int cols, float fill, float* tmp) {
+  if (cols == kTile) {
+    for (int j = 0; j < kTV; ++j) v[j] = loadu(row + 8 * j);
+    return;
+  }
+  std::memcpy(tmp, row, sizeof(float) * cols);
+  std::fill(tmp + cols, tmp + kTile, fill);
+  for (int j = 0; j < kTV; ++j) v[j] = loadu(tmp + 8 * j);
+}
+
+// acc[r0 .. r0+RB, tile] += sum over live blocks of W_k[r, :] * E_k, for one chunk of live blocks.
+template <int RB>
+PCC_INLINE void gemm_rows(const SumPartition& s, const float* params, int64_t blk, int64_t r0,
+                          const int64_t* live, int64_t nlive, const v8f* e, v8f* acc) {
+  const int64_t cb = s.child_block_size, fanin = s.fanin;
+  for (int cg = 0; cg < kTV; cg += 2) {
+    v8f a[RB][2];
+    for (int i = 0; i < RB; ++i) {
+      a[i][0] = acc[(r0 + i) * kTV + cg];
+      a[i][1] = acc[(r0 + i) * kTV + cg + 1];
+    }
+    for (int64_t q = 0; q < nlive; ++q) {
+      const float* w = params + s.weight_offsets[blk * fanin + live[q]] + r0 * cb;
+      const v8f* ek = e + q * cb * kTV + cg;
+      for (int64_t c = 0; c < cb; ++c) {
+        const v8f e0 = ek[c * kTV], e1 = ek[c * kTV + 1];
+        for (int i = 0; i < RB; ++i) {
+          const v8f wv = splat(w[i * cb + c]);
+          a[i][0] += wv * e0;
+          a[i][1] += wv * e1;
+        }
+      }
+    }
+    for (int i = 0; i < RB; ++i) {
+      acc[(r0 + i) * kTV + cg] = a[i][0];
+      acc[(r0 + i) * kTV + cg + 1] = a[i][1];
+    }
+  }
+}
+
+PCC_INLINE void gemm(const SumPartition& s, const float* params, int64_t blk, const int64_t* live,
+                     int64_t nlive, const v8f* e, v8f* acc) {
+  const int64_t b = s.block_size;
+  int64_t r = 0;
+  for (; r + 4 <= b; r += 4) gemm_rows<4>(s, params, blk, r, live, nlive, e, acc);
+  for (; r + 2 <= b; r += 2) gemm_rows<2>(s, params, blk, r, live, nlive, e, acc);
+  for (; r < b; ++r) gemm_rows<1>(s, params, blk, r, live, nlive, e, acc);
+}
+
+// E rows for live blocks [q0, q1): exp(child - m).
+PCC_INLINE void fill_e(const SumPartition& s, const float* values, int64_t batch, int64_t t0,
+                       int cols, const int64_t* child_rows, const int64_t* live, int64_t q0,
+                       int64_t q1, const v8f* m, v8f* e, float* tmp) {
+  const int64_t cb = s.child_block_size;
+  for (int64_t q = q0; q < q1; ++q) {
+    const int64_t row0 = child_rows[live[q]];
+    for (int64_t c = 0; c < cb; ++c) {
+      v8f* er = e + ((q - q0) * cb + c) * kTV;
+      load_tile(er, values + (row0 + c) * batch + t0, cols, kNegInf, tmp);
+      for (int j = 0; j < kTV; ++j) er[j] = exp8(er[j] - m[j]);
+    }
+  }
+}
+
+PCC_CPU_CLONES
+void sum_items(const SumPartition& s, const float* params, float* values, int64_t batch,
+               int64_t begin, int64_t end, Scratch& sc) {
+  const int64_t nb = s.num_blocks, fanin = s.fanin, cb = s.child_block_size, b = s.block_size;
+  sc.m.resize(kTV);
+  sc.acc.resize(b * kTV);
+  sc.live.reserve(fanin);
+  v8f* m = sc.m.data();
+  v8f* acc = sc.acc.data();
+  const int64_t chunk_blocks = std::max<int64_t>(1, kMaxERows / std::max<int64_t>(cb, 1));
+  int64_t cached_tile = -1, cached_blk = -1;  // item whose max and E are in the scratch
+
+  for (int64_t item = begin; item < end; ++item) {
+    const int64_t tile = item / nb, blk = item % nb;
+    const int64_t t0 = tile * kTile;
+    const int cols = static_cast<int>(std::min<int64_t>(kTile, batch - t0));
+    const int64_t* crow = s.child_rows.data() + blk * fanin;
+
+    const bool reuse = cached_tile == tile &&
+                       std::equal(crow, crow + fanin, s.child_rows.data() + cached_blk * fanin);
+    if (!reuse) {
+      sc.live.clear();
+      for (int64_t k = 0; k < fanin; ++k)
+        if (crow[k] >= 0) sc.live.push_back(k);
+      for (int j = 0; j < kTV; ++j) m[j] = splat(kNegInf);
+      v8f v[kTV];
+      for (int64_t k : sc.live)
+        for (int64_t c = 0; c < cb; ++c) {
+          load_tile(v, values + (crow[k] + c) * batch + t0, cols, kNegInf, sc.tmp);
+          for (int j = 0; j < kTV; ++j) m[j] = v[j] > m[j] ? v[j] : m[j];
+        }
+      // All children -inf: shift by 0 instead, so exp gives 0 and the output log 0 = -inf.
+      for (int j = 0; j < kTV; ++j) m[j] = m[j] == splat(kNegInf) ? splat(0.0f) : m[j];
+      cached_tile = -1;
+    }
+    const int64_t nlive = static_cast<int64_t>(sc.live.size());
+    const bool fits = nlive <= chunk_blocks;
+
+    for (int64_t i = 0; i < b * kTV; ++i) acc[i] = splat(0.0f);
+    if (fits) {
+      sc.e.resize(std::max<int64_t>(1, nlive * cb * kTV));
+      if (!reuse)
+        fill_e(s, values, batch, t0, cols, crow, sc.live.data(), 0, nlive, m, sc.e.data(), sc.tmp);
+      gemm(s, params, blk, sc.live.data(), nlive, sc.e.data(), acc);
+      cached_tile = tile;
+      cached_blk = blk;
+    } else {  // too many children to keep E: stream it through in chunks of child blocks
+      sc.e.resize(chunk_blocks * cb * kTV);
+      for (int64_t q0 = 0; q0 < nlive; q0 += chunk_blocks) {
+        const int64_t q1 = std::min(nlive, q0 + chunk_blocks);
+        fill_e(s, values, batch, t0, cols, crow, sc.live.data(), q0, q1, m, sc.e.data(), sc.tmp);
+        gemm(s, params, blk, sc.live.data() + q0, q1 - q0, sc.e.data(), acc);
+      }
+      cached_tile = tile;  // max and live list stay valid; E is refilled since it does not fit
+      cached_blk = blk;
+    }
+
+    for (int64_t r = 0; r < b; ++r) {
+      float* out = values + (s.out_rows[blk] + r) * batch + t0;
+      v8f res[kTV];
+      for (int j = 0; j < kTV; ++j) {
+        const v8f a = acc[r * kTV + j];
+        v8i ok = (a >= splat(FLT_MIN)) & (a <= splat(FLT_MAX));
+        res[j] = log8(a) + m[j];
+        bool all_ok = true;
+        for (int l = 0; l < 8; ++l) all_ok &= ok[l] != 0;
+        if (!all_ok)
+          for (int l = 0; l < 8; ++l)
+            if (!ok[l]) res[j][l] = std::log(a[l]) + m[j][l];
+      }
+      if (cols == kTile) {
+        for (int j = 0; j < kTV; ++j) storeu(out + 8 * j, res[j]);
+      } else {
+        std::memcpy(sc.tmp, res, sizeof(float) * kTile);
+        std::memcpy(out, sc.tmp, sizeof(float) * cols);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void sum_forward(const SumPartition& s, const float* params, float* values, int64_t batch) {
+  if (s.num_blocks == 0 || batch == 0) return;
+  const int64_t tiles = (batch + kTile - 1) / kTile;
+  // Items in tile-major order: a thread's contiguous range walks consecutive blocks of one tile, so
+  // the E reuse above applies to all but its first item.
+  parallel_for(tiles * s.num_blocks, [&](int64_t begin, int64_t end) {
+    thread_local Scratch sc;
+    sum_items(s, params, values, batch, begin, end, sc);
+  });
+}
+
+}  // namespace cpu
+}  // namespace pcc

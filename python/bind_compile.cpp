@@ -1,0 +1,83 @@
+// Bindings for the compiler and the Plan it produces.
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <sstream>
+
+#include "pcc/compiler.h"
+#include "pcc/plan.h"
+#include "python/bind.h"
+
+namespace pcc_py {
+
+py::dict stats_to_dict(const pcc::Stats& s);  // bind_ir.cpp
+
+void bind_compile(py::module_& m) {
+  py::class_<pcc::Plan>(m, "Plan")
+      .def("save", [](const pcc::Plan& p, const std::string& path) {
+        py::gil_scoped_release nogil;
+        pcc::write_plan(p, path);
+      })
+      .def_static("load", [](const std::string& path) {
+        py::gil_scoped_release nogil;
+        return pcc::read_plan(path);
+      })
+      .def("to_bytes", [](const pcc::Plan& p) { return py::bytes(pcc::serialize_plan(p)); })
+      .def_static("from_bytes", [](const py::bytes& b) { return pcc::parse_plan(std::string(b), "<bytes>"); })
+      .def("report", &pcc::plan_report)
+      .def("summary",
+           [](const pcc::Plan& p) {
+             const pcc::PlanSummary s = pcc::summarize(p);
+             py::dict d;
+             d["layers"] = s.layers;
+             d["input_groups"] = s.input_groups;
+             d["product_partitions"] = s.product_partitions;
+             d["sum_partitions"] = s.sum_partitions;
+             d["sum_blocks"] = s.sum_blocks;
+             d["sum_edges_real"] = s.sum_edges_real;
+             d["sum_edges_padded"] = s.sum_edges_padded;
+             d["product_edges_real"] = s.product_edges_real;
+             d["product_edges_padded"] = s.product_edges_padded;
+             d["flops_per_sample"] = s.flops_per_sample;
+             d["bytes_per_sample"] = s.bytes_per_sample;
+             d["value_bytes_per_sample"] = s.value_bytes_per_sample;
+             d["param_bytes"] = s.param_bytes;
+             return d;
+           })
+      .def_readonly("num_rows", &pcc::Plan::num_rows)
+      .def_readonly("num_vars", &pcc::Plan::num_vars)
+      .def_readonly("root_row", &pcc::Plan::root_row)
+      .def_readonly("num_root_nodes", &pcc::Plan::num_root_nodes)
+      .def_property_readonly("num_params", [](const pcc::Plan& p) { return p.params.size(); })
+      .def_property_readonly("stats", [](const pcc::Plan& p) { return stats_to_dict(p.stats); })
+      .def("params", [](const pcc::Plan& p) {
+        py::array_t<float> a(static_cast<py::ssize_t>(p.params.size()));
+        std::copy(p.params.begin(), p.params.end(), a.mutable_data());
+        return a;
+      });
+
+  m.def(
+      "compile",
+      [](const pcc::Circuit& c, int64_t block_size, int64_t max_partitions) {
+        py::gil_scoped_release nogil;
+        pcc::CompileOptions o;
+        o.block_size = block_size;
+        o.max_partitions = max_partitions;
+        return pcc::compile(c, o);
+      },
+      py::arg("circuit"), py::arg("block_size") = 0, py::arg("max_partitions") = 4);
+  m.def(
+      "dump_after",
+      [](const pcc::Circuit& c, const std::string& pass, int64_t block_size) {
+        pcc::CompileOptions o;
+        o.block_size = block_size;
+        o.dump_after = pass;
+        std::ostringstream s;
+        pcc::compile(c, o, &s);
+        return s.str();
+      },
+      py::arg("circuit"), py::arg("pass_name"), py::arg("block_size") = 0);
+  m.def("pass_names", &pcc::pass_names);
+}
+
+}  // namespace pcc_py

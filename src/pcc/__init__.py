@@ -1,0 +1,22 @@
+"""pcc: a compiler and runtime for probabilistic circuits.
+
+Describe a circuit with `inputs`, `multiply` and `summate` (or a structure from `pcc.structures`),
+`compile` it into a `TensorCircuit` (a `torch.nn.Module`), and call it on data for log-likelihoods.
+"""
+from . import dists
+from .errors import Error
+from .nodes import NodeVector, InputVector, ProductVector, SumVector, inputs, multiply, summate
+from .serialize import save, load
+from . import reference
+from .model import TensorCircuit, compile
+from .threads import set_num_threads, get_num_threads, cuda_available
+from . import structures, datasets
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Error", "dists", "reference", "structures", "datasets",
+    "NodeVector", "InputVector", "ProductVector", "SumVector", "inputs", "multiply", "summate",
+    "save", "load", "TensorCircuit", "compile",
+    "set_num_threads", "get_num_threads", "cuda_available",
+]

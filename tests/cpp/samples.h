@@ -1,0 +1,140 @@
+// Small circuits and plans shared by the C++ tests and the generators of tests/error and
+// tests/golden: a terse builder and deterministic, normalized parameters.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "pcc/ir.h"
+#include "pcc/plan.h"
+
+namespace pcc_test {
+
+using pcc::Circuit;
+using pcc::Dist;
+using pcc::NodeKind;
+using pcc::NodeVector;
+using pcc::SumForm;
+
+struct Builder {
+  Circuit c;
+
+  int64_t group(std::vector<float> values) {
+    c.params.push_back(std::move(values));
+    return static_cast<int64_t>(c.params.size()) - 1;
+  }
+  int64_t add(NodeVector v) {
+    c.nodes.push_back(std::move(v));
+    c.root = static_cast<int64_t>(c.nodes.size()) - 1;  // the last vector added, unless set
+    return c.root;
+  }
+  int64_t input(int64_t var, int64_t n, Dist dist, int64_t num_cats, int64_t params) {
+    NodeVector v;
+    v.kind = NodeKind::Input;
+    v.var = var;
+    v.num_nodes = n;
+    v.dist = dist;
+    v.num_cats = dist == Dist::Categorical ? num_cats : 0;
+    v.params = params;
+    return add(v);
+  }
+  int64_t product(std::vector<int64_t> children, int64_t n, std::vector<int64_t> edges = {}) {
+    NodeVector v;
+    v.kind = NodeKind::Product;
+    v.num_nodes = n;
+    v.children = std::move(children);
+    v.prod_edges = std::move(edges);
+    return add(v);
+  }
+  int64_t sum(std::vector<int64_t> children, int64_t n, SumForm form, int64_t params,
+              std::vector<int64_t> edges = {}, int64_t block_size = 1) {
+    NodeVector v;
+    v.kind = NodeKind::Sum;
+    v.num_nodes = n;
+    v.children = std::move(children);
+    v.form = form;
+    v.block_size = block_size;
+    v.sum_edges = std::move(edges);
+    v.params = params;
+    return add(v);
+  }
+};
+
+// `rows` rows of `cols` positive values, each row summing to 1 (float32 rounding aside).
+inline std::vector<float> normalized(int64_t rows, int64_t cols, int64_t seed = 1) {
+  std::vector<float> v(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    double total = 0;
+    for (int64_t k = 0; k < cols; ++k) {
+      const double x = 1.0 + ((r * 7 + k * 13 + seed * 5) % 11);
+      v[r * cols + k] = static_cast<float>(x);
+      total += x;
+    }
+    for (int64_t k = 0; k < cols; ++k) v[r * cols + k] = static_cast<float>(v[r * cols + k] / total);
+  }
+  return v;
+}
+
+// Values in (0, 1) for Bernoulli parameters.
+inline std::vector<float> probabilities(int64_t n, int64_t seed = 1) {
+  std::vector<float> v(n);
+  for (int64_t i = 0; i < n; ++i) v[i] = static_cast<float>(0.1 + 0.8 * ((i * 3 + seed) % 7) / 6.0);
+  return v;
+}
+
+// Gaussian [2, n]: means then stds.
+inline std::vector<float> gaussian(int64_t n) {
+  std::vector<float> v(2 * n);
+  for (int64_t i = 0; i < n; ++i) {
+    v[i] = static_cast<float>(i) - 1.5f;
+    v[n + i] = 0.5f + 0.25f * static_cast<float>(i);
+  }
+  return v;
+}
+
+// The example: categorical, Bernoulli and Gaussian inputs (4 nodes each), an elementwise
+// product, a dense sum with one node.
+inline Circuit tiny_circuit() {
+  Builder b;
+  const int64_t a0 = b.input(0, 4, Dist::Categorical, 3, b.group(normalized(4, 3)));
+  const int64_t a1 = b.input(1, 4, Dist::Bernoulli, 0, b.group(probabilities(4)));
+  const int64_t g2 = b.input(2, 4, Dist::Gaussian, 0, b.group(gaussian(4)));
+  const int64_t p = b.product({a0, a1, g2}, 4);
+  b.sum({p}, 1, SumForm::Dense, b.group(normalized(1, 4)));
+  return b.c;
+}
+
+// A hand-written valid plan (input -> product -> sum, one pad row), independent of the compiler.
+inline pcc::Plan tiny_plan() {
+  pcc::Plan p;
+  p.num_vars = 2;
+  p.num_rows = 9;  // 0: one, 1-2: categorical, 3-4: Bernoulli, 5-6: product, 7: sum, 8: pad
+  p.var_limit = {2, 2};
+  p.root_row = 7;
+  p.num_root_nodes = 1;
+  p.pad_ranges = {{8, 1}};
+  p.vector_rows = {1, 3, 5, 7};
+  p.params = {0.25f, 0.75f, 0.5f, 0.5f, 0.1f, 0.9f, 0.3f, 0.7f};
+  p.param_group_sizes = {4, 2, 2};
+  p.param_map = {{0, 0, 0, 4, 1}, {1, 0, 4, 2, 1}, {2, 0, 6, 2, 1}};
+  pcc::Layer in;
+  in.kind = pcc::LayerKind::Input;
+  in.inputs.push_back({Dist::Categorical, 1, 2, {0, 0}, {0, 2}, {2, 2}});
+  in.inputs.push_back({Dist::Bernoulli, 3, 2, {1, 1}, {4, 5}, {2, 2}});
+  pcc::Layer prod;
+  prod.kind = pcc::LayerKind::Product;
+  prod.products.push_back({5, 2, 2, {1, 3, 2, 4}});
+  pcc::Layer sum;
+  sum.kind = pcc::LayerKind::Sum;
+  sum.sums.push_back({1, 2, 1, 1, {7}, {5}, {6}});
+  p.layers = {in, prod, sum};
+  p.stats.input_nodes = 4;
+  p.stats.product_nodes = 2;
+  p.stats.product_edges = 4;
+  p.stats.sum_nodes = 1;
+  p.stats.sum_edges = 2;
+  p.stats.sum_params = 2;
+  p.stats.input_params = 6;
+  return p;
+}
+
+}  // namespace pcc_test
