@@ -146,32 +146,30 @@ PCC_INLINE void load_tile(v8f* v, const float* row, int cols, float fill, float*
 }
 
 // acc[r0 .. r0+RB, tile] += sum over live blocks of W_k[r, :] * E_k, for one chunk of live blocks.
-template <int RB>
+// The micro-tile is RB rows x CV vectors of 8 columns, held in registers across the whole reduction:
+// 6 x 2 (12 accumulators) fits the 16 AVX2 registers; narrow blocks use fewer rows, more columns.
+template <int RB, int CV>
 PCC_INLINE void gemm_rows(const SumPartition& s, const float* params, int64_t blk, int64_t r0,
                           const int64_t* live, int64_t nlive, const v8f* e, v8f* acc) {
   const int64_t cb = s.child_block_size, fanin = s.fanin;
-  for (int cg = 0; cg < kTV; cg += 2) {
-    v8f a[RB][2];
-    for (int i = 0; i < RB; ++i) {
-      a[i][0] = acc[(r0 + i) * kTV + cg];
-      a[i][1] = acc[(r0 + i) * kTV + cg + 1];
-    }
+  for (int cg = 0; cg < kTV; cg += CV) {
+    v8f a[RB][CV];
+    for (int i = 0; i < RB; ++i)
+      for (int j = 0; j < CV; ++j) a[i][j] = acc[(r0 + i) * kTV + cg + j];
     for (int64_t q = 0; q < nlive; ++q) {
       const float* w = params + s.weight_offsets[blk * fanin + live[q]] + r0 * cb;
       const v8f* ek = e + q * cb * kTV + cg;
       for (int64_t c = 0; c < cb; ++c) {
-        const v8f e0 = ek[c * kTV], e1 = ek[c * kTV + 1];
+        v8f ev[CV];
+        for (int j = 0; j < CV; ++j) ev[j] = ek[c * kTV + j];
         for (int i = 0; i < RB; ++i) {
-          const v8f wv = splat(w[i * cb + c]);
-          a[i][0] += wv * e0;
-          a[i][1] += wv * e1;
+          const float wv = w[i * cb + c];  // scalar * vector: one broadcast load
+          for (int j = 0; j < CV; ++j) a[i][j] += wv * ev[j];
         }
       }
     }
-    for (int i = 0; i < RB; ++i) {
-      acc[(r0 + i) * kTV + cg] = a[i][0];
-      acc[(r0 + i) * kTV + cg + 1] = a[i][1];
-    }
+    for (int i = 0; i < RB; ++i)
+      for (int j = 0; j < CV; ++j) acc[(r0 + i) * kTV + cg + j] = a[i][j];
   }
 }
 
@@ -179,9 +177,10 @@ PCC_INLINE void gemm(const SumPartition& s, const float* params, int64_t blk, co
                      int64_t nlive, const v8f* e, v8f* acc) {
   const int64_t b = s.block_size;
   int64_t r = 0;
-  for (; r + 4 <= b; r += 4) gemm_rows<4>(s, params, blk, r, live, nlive, e, acc);
-  for (; r + 2 <= b; r += 2) gemm_rows<2>(s, params, blk, r, live, nlive, e, acc);
-  for (; r < b; ++r) gemm_rows<1>(s, params, blk, r, live, nlive, e, acc);
+  for (; r + 6 <= b; r += 6) gemm_rows<6, 2>(s, params, blk, r, live, nlive, e, acc);
+  for (; r + 4 <= b; r += 4) gemm_rows<4, 2>(s, params, blk, r, live, nlive, e, acc);
+  for (; r + 2 <= b; r += 2) gemm_rows<2, 4>(s, params, blk, r, live, nlive, e, acc);
+  for (; r < b; ++r) gemm_rows<1, 8>(s, params, blk, r, live, nlive, e, acc);
 }
 
 // E rows for live blocks [q0, q1): exp(child - m).

@@ -36,16 +36,16 @@ class Distribution:
         """float64 log-densities [B, num_nodes] of observed values `x` (float64 [B], already checked)."""
         raise NotImplementedError
 
-    def check_values(self, x, where):
-        """Raise unless every value of `x` (float64, observed entries only) lies in the support."""
+    def check_values(self, x, rows, where):
+        """Raise unless every observed value `x` (float64; from batch rows `rows`) is in the support."""
         bad = np.flatnonzero(~np.isfinite(x))
         if bad.size:
-            raise Error(f"{where}: observed entry {bad[0]} is {x[bad[0]]} (NaN or infinite); "
-                        f"mark it missing instead")
+            raise Error(f"{where}: row {rows[bad[0]]} holds {x[bad[0]]} (NaN or infinite) in an "
+                        f"observed entry; mark it missing instead")
         if self.discrete:
             bad = np.flatnonzero((x != np.round(x)) | (x < 0) | (x >= self._support_size()))
             if bad.size:
-                raise Error(f"{where}: observed entry {bad[0]} is {x[bad[0]]}, but the variable is "
+                raise Error(f"{where}: row {rows[bad[0]]} holds {x[bad[0]]}, but the variable is "
                             f"{self.name} with values 0..{self._support_size() - 1}")
 
     def _support_size(self):

@@ -61,7 +61,7 @@ def _check_data(x, missing, num_vars):
 def _input_values(v, col, miss):
     """[B, n] log-densities; missing rows are log 1 = 0 and their x entries are never looked at."""
     obs = ~miss
-    v.dist.check_values(col[obs], f"x[:, {v.var}] (variable {v.var})")
+    v.dist.check_values(col[obs], np.flatnonzero(obs), f"x[:, {v.var}] (variable {v.var})")
     out = np.zeros((col.shape[0], v.num_nodes))
     if obs.any():
         out[obs] = v.dist.log_prob(v.params, col[obs])

@@ -103,6 +103,21 @@ inline Circuit tiny_circuit() {
   return b.c;
 }
 
+// Two variables, each with two Bernoulli input vectors of 4 nodes (0,1 on var 0; 2,3 on var 1),
+// elementwise products 4 = 0x2 and 5 = 1x3 over {0,1}, then a sum (6) over both products in `form`.
+inline Circuit two_products(SumForm form, std::vector<int64_t> edges, std::vector<float> weights, int64_t block = 1,
+                     int64_t n = 2) {
+  Builder b;
+  const int64_t i0 = b.input(0, 4, Dist::Bernoulli, 0, b.group(probabilities(4, 1)));
+  const int64_t i1 = b.input(0, 4, Dist::Bernoulli, 0, b.group(probabilities(4, 2)));
+  const int64_t i2 = b.input(1, 4, Dist::Bernoulli, 0, b.group(probabilities(4, 3)));
+  const int64_t i3 = b.input(1, 4, Dist::Bernoulli, 0, b.group(probabilities(4, 4)));
+  const int64_t p = b.product({i0, i2}, 4);
+  const int64_t q = b.product({i1, i3}, 4);
+  b.sum({p, q}, n, form, b.group(std::move(weights)), std::move(edges), block);
+  return b.c;
+}
+
 // A hand-written valid plan (input -> product -> sum, one pad row), independent of the compiler.
 inline pcc::Plan tiny_plan() {
   pcc::Plan p;

@@ -1,0 +1,94 @@
+// Tests of plan_memory through the whole pipeline: rows of vectors are disjoint and in range, pad
+// rows cover every overhang, product partitions are contiguous, every reachable parameter group is
+// mapped exactly once with its IR values, and variable limits follow the inputs.
+#include <algorithm>
+
+#include "check.h"
+#include "pcc/compiler.h"
+#include "samples.h"
+
+using namespace pcc_test;
+
+namespace {
+
+void check_plan(const Circuit& c, const pcc::Plan& p) {
+  std::vector<int> owner(p.num_rows, -1);
+  owner[pcc::Plan::kOneRow] = owner[pcc::Plan::kZeroRow] = -2;
+  for (size_t v = 0; v < c.nodes.size(); ++v) {
+    const int64_t r = p.vector_rows[v];
+    if (r < 0) continue;
+    for (int64_t i = 0; i < c.nodes[v].num_nodes; ++i) {
+      CHECK(r + i < p.num_rows);
+      CHECK_EQ(owner[r + i], -1);
+      owner[r + i] = static_cast<int>(v);
+    }
+  }
+  for (auto [start, n] : p.pad_ranges) {
+    for (int64_t i = 0; i < n; ++i) {
+      CHECK(start + i < p.num_rows);
+      if (start + i != pcc::Plan::kZeroRow) CHECK_EQ(owner[start + i], -1);
+      owner[start + i] = -3;
+    }
+  }
+  for (int o : owner) CHECK(o != -1);  // every row is a node, a constant or padding
+  for (const pcc::Layer& l : p.layers) {
+    for (const auto& sp : l.sums) {
+      for (int64_t k = 0; k < sp.num_blocks * sp.fanin; ++k) {
+        if (sp.child_rows[k] < 0) continue;
+        CHECK(sp.child_rows[k] + sp.child_block_size <= p.num_rows);
+        CHECK(sp.weight_offsets[k] + sp.block_size * sp.child_block_size <= static_cast<int64_t>(p.params.size()));
+      }
+    }
+    for (const auto& pp : l.products) CHECK_EQ(static_cast<int64_t>(pp.child_rows.size()), pp.num_nodes * pp.fanin);
+  }
+  std::vector<std::vector<int>> seen(c.params.size());
+  for (size_t g = 0; g < c.params.size(); ++g) seen[g].assign(c.params[g].size(), 0);
+  for (const pcc::ParamRun& r : p.param_map) {
+    for (int64_t k = 0; k < r.length; ++k) {
+      seen[r.group][r.ir_offset + k] += 1;
+      CHECK(p.params[r.plan_offset + k * r.plan_stride] == c.params[r.group][r.ir_offset + k]);
+    }
+  }
+  const std::vector<bool> live = pcc::reachable(c);
+  for (size_t v = 0; v < c.nodes.size(); ++v) {
+    if (!live[v] || c.nodes[v].params < 0) continue;
+    for (int s : seen[c.nodes[v].params]) CHECK_EQ(s, 1);
+  }
+  CHECK_EQ(p.root_row, p.vector_rows[c.root]);
+  CHECK_EQ(p.num_root_nodes, c.nodes[c.root].num_nodes);
+}
+
+}  // namespace
+
+int main() {
+  {
+    const Circuit c = tiny_circuit();
+    const pcc::Plan p = pcc::compile(c);
+    check_plan(c, p);
+    CHECK_EQ(p.num_vars, 3);
+    CHECK((p.var_limit == std::vector<int64_t>{3, 2, 0}));
+  }
+  {
+    // Overhanging blocks: sums of 3 nodes over children of 3 and 5 nodes, tied pair, sparse sum,
+    // a product with explicit edges, an unreachable vector and a 2-node root.
+    Builder b;
+    const int64_t a = b.input(0, 3, Dist::Categorical, 4, b.group(normalized(3, 4)));
+    const int64_t a2 = b.input(0, 5, Dist::Bernoulli, 0, b.group(probabilities(5)));
+    const int64_t c1 = b.input(1, 3, Dist::Gaussian, 0, b.group(gaussian(3)));
+    const int64_t d = b.input(1, 3, Dist::Categorical, 2, b.group(normalized(3, 2)));
+    const int64_t g = b.group(normalized(3, 8));
+    const int64_t s1 = b.sum({a, a2}, 3, SumForm::Dense, g);
+    const int64_t s2 = b.sum({a, a2}, 3, SumForm::Dense, g);
+    const int64_t unused = b.input(5, 2, Dist::Categorical, 2, b.group(normalized(2, 2)));
+    const int64_t t = b.sum({c1, d}, 3, SumForm::Sparse, b.group({0.5f, 0.5f, 1.0f, 1.0f}), {0, 0, 1, 2, 0, 3, 4, 5});
+    const int64_t p1 = b.product({s1, t}, 3);
+    const int64_t p2 = b.product({s2, t}, 2, {2, 0, 1, 1});
+    b.sum({p1, p2}, 2, SumForm::Dense, b.group(normalized(2, 5)));
+    const pcc::Plan p = pcc::compile(b.c);
+    check_plan(b.c, p);
+    CHECK_EQ(p.vector_rows[unused], -1);
+    // Variable 5 is read only by the unreachable vector, so the plan has two variables.
+    CHECK((p.var_limit == std::vector<int64_t>{2, 2}));
+  }
+  return report("test_plan_memory");
+}
