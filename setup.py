@@ -6,6 +6,7 @@ re-installs rebuild incrementally; PCC_CUDA=AUTO|ON|OFF and PCC_BUILD_TYPE pass 
 environment.
 """
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,10 @@ class CMakeBuild(build_ext):
         subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build_dir), *args], check=True)
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
         subprocess.run(["cmake", "--build", str(build_dir), "-j", jobs], check=True)
+        # The CLI binary goes next to the extension (wheel) and into the source tree (editable).
+        for dest in (out_dir / "bin", ROOT / "src" / "pcc" / "bin"):
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(build_dir / "pcc-compile", dest / "pcc-compile")
 
 
 def _have_ninja():

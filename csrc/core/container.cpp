@@ -137,10 +137,6 @@ std::string Writer::seal(Kind kind, uint32_t version) const {
 Reader::Reader(const char* data, size_t size, size_t base_offset, std::string source)
     : data_(data), size_(size), base_(base_offset), source_(std::move(source)) {}
 
-void Reader::fail(const std::string& message) const {
-  raise(source_, ": ", message, " at offset ", offset());
-}
-
 std::string Reader::field(const char* what) const {
   return context_.empty() ? std::string(what) : std::string(what) + " of " + context_;
 }
@@ -177,8 +173,8 @@ size_t Reader::count(const char* what, size_t min_record_bytes) {
       raise(source_, ": truncated: count ", n, " for ", field(what), " at offset ", offset(),
             " is impossibly large, ", remaining(), " bytes left");
     }
-    raise(source_, ": truncated: need ", n * min_record_bytes, " bytes for ", field(what), " (", n,
-          " records) at offset ", offset(), ", ", remaining(), " left");
+    raise(source_, ": truncated: need ", n * min_record_bytes, " bytes for ", field(what), " at offset ",
+          offset(), ", ", remaining(), " left");
   }
   return static_cast<size_t>(n);
 }

@@ -63,8 +63,6 @@ class Reader {
   const std::string& source() const { return source_; }
   // Throws unless every payload byte was consumed.
   void expect_end();
-  // Throws "<source>: <message> at offset <offset>" (the current offset).
-  [[noreturn]] void fail(const std::string& message) const;
   // `what` with the current context appended.
   std::string field(const char* what) const;
 

@@ -120,7 +120,12 @@ int run(const Args& a) {
   }
   const pcc::Circuit circuit = pcc::read_circuit(a.input);
   std::ostringstream dump;
-  const pcc::Plan plan = pcc::compile(circuit, a.options, &dump);
+  pcc::Plan plan;
+  try {
+    plan = pcc::compile(circuit, a.options, &dump);
+  } catch (const pcc::Error& e) {
+    pcc::raise(a.input, ": ", e.what());  // readers name the file themselves; the passes do not
+  }
   if (!a.output.empty()) pcc::write_plan(plan, a.output);
   std::cout << dump.str();
   if (!a.quiet) std::cout << pcc::plan_report(plan);

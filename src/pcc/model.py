@@ -102,7 +102,7 @@ class TensorCircuit(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.num_vars:
             raise Error(f"x: expected shape [batch, {self.num_vars}], got {list(x.shape)}")
         if x.device != self.device:
-            raise Error(f"x is on {x.device} but the model is on {self.device}; move one of them")
+            raise Error(f"x is on device {x.device} but the model is on device {self.device}; move one of them")
         if x.is_complex():
             raise Error(f"x: complex dtype {x.dtype} is not supported")
         if x.dtype not in _DTYPE_NAMES:
@@ -134,7 +134,10 @@ def compile(root, block_size=None, device="cpu", max_partitions=4):
     `block_size`: power-of-two upper bound for the node blocks of sum layers (None: chosen per layer
     from its shape). Raises `pcc.Error` if the circuit is invalid.
     """
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise Error(f"device: expected 'cpu' or 'cuda', got {device!r} ({e})") from None
     if device.type not in ("cpu", "cuda"):
         raise Error(f"device: expected 'cpu' or 'cuda', got {device}")
     if device.type == "cuda" and not _C.cuda_available():

@@ -39,11 +39,11 @@ Circuit block_tied() {
   const int64_t p = b.product({a, g2}, 4);
   const int64_t q = b.product({c, g3}, 4);
   // Block edges: sum block 0 <- child blocks 0 and 1, sum block 1 <- child block 1.
-  const int64_t w = b.group(normalized(6, 2, 3));
-  std::vector<float> weights = w >= 0 ? b.c.params[w] : std::vector<float>{};
-  // Rows of sum block 0 draw on two edges: halve them so each node's weights add up to 1.
+  // [3 edges, 2, 2]; sum block 0 draws on two edges, so their rows are halved to keep each node's
+  // weights adding up to 1.
+  std::vector<float> weights = normalized(6, 2, 3);
   for (int k = 0; k < 8; ++k) weights[k] *= 0.5f;
-  b.c.params[w] = weights;
+  const int64_t w = b.group(weights);
   const int64_t s = b.sum({p}, 4, SumForm::Block, w, {0, 0, 1, /**/ 0, 1, 1}, 2);
   const int64_t t = b.sum({q}, 4, SumForm::Block, w, {0, 0, 1, /**/ 0, 1, 1}, 2);  // tied
   const int64_t r = b.product({s, t}, 4);

@@ -122,8 +122,8 @@ int main() {
                "sum vector 6: sum node 0 has no edge");
   CHECK_THROWS(verify(two_products(SumForm::Block, {0, /**/ 0}, normalized(9, 3), 3, 3)),
                "sum vector 6: block_size 3 is not a power of two");
-  CHECK_THROWS(verify(two_products(SumForm::Block, {0, /**/ 0}, normalized(2, 2), 2, 6)),
-               "sum vector 6: num_nodes 6 is not a multiple of block_size 2");
+  CHECK_THROWS(verify(two_products(SumForm::Block, {0, /**/ 0}, normalized(4, 4), 4, 6)),
+               "sum vector 6: num_nodes 6 is not a multiple of block_size 4");
   CHECK_THROWS(verify(two_products(SumForm::Block, {0, /**/ 0}, normalized(8, 8), 8, 8)),
                "sum vector 6: child vector 4 has 4 nodes, not a multiple of block_size 8");
   CHECK_THROWS(verify(two_products(SumForm::Block, {0, 1, /**/ 0, 4}, normalized(4, 2), 2, 4)),

@@ -33,14 +33,20 @@ def mutual_information(x1: torch.Tensor, x2: torch.Tensor, num_bins: int, sigma:
 
     Returns a [K1, K2] float tensor. Exactly PyJuice's estimator (``pyjuice.structures.hclt``), op for op.
     """
-    B, K1 = x1.shape
-    K2 = x2.shape[1]
+    return _pair_mi(_soft_bins(x1, num_bins, sigma), _soft_bins(x2, num_bins, sigma))
+
+
+def _soft_bins(x: torch.Tensor, num_bins: int, sigma: float) -> torch.Tensor:
+    """[B, K, num_bins] Gaussian bin memberships of one chunk of columns."""
     # One min/max per chunk, deliberately: it is what PyJuice does, and it changes the values.
-    x1 = (x1 - torch.min(x1)) / (torch.max(x1) - torch.min(x1) + 1e-8)
-    x2 = (x2 - torch.min(x2)) / (torch.max(x2) - torch.min(x2) + 1e-8)
-    bins = torch.linspace(0, 1, num_bins, device=x1.device)
-    x1p = torch.exp(-0.5 * (x1.unsqueeze(2) - bins.view(1, 1, -1)).pow(2) / sigma ** 2)  # [B, K1, bins]
-    x2p = torch.exp(-0.5 * (x2.unsqueeze(2) - bins.view(1, 1, -1)).pow(2) / sigma ** 2)  # [B, K2, bins]
+    x = (x - torch.min(x)) / (torch.max(x) - torch.min(x) + 1e-8)
+    bins = torch.linspace(0, 1, num_bins, device=x.device)
+    return torch.exp(-0.5 * (x.unsqueeze(2) - bins.view(1, 1, -1)).pow(2) / sigma ** 2)
+
+
+def _pair_mi(x1p: torch.Tensor, x2p: torch.Tensor) -> torch.Tensor:
+    B, K1, num_bins = x1p.shape
+    K2 = x2p.shape[1]
     x12p = torch.einsum("bia,baj->ij", x1p.reshape(B, K1 * num_bins, 1),
                         x2p.reshape(B, 1, K2 * num_bins)).reshape(K1, num_bins, K2, num_bins) / B
     x1p_norm = (x1p / x1p.sum(dim=2, keepdim=True)).mean(dim=0)
@@ -58,7 +64,8 @@ def pairwise_mutual_information(x: torch.Tensor, num_bins: int = 32, sigma: floa
 
     Only the upper triangle (``u < v``) is filled, which is all the tree needs: PyJuice computes the
     blocks below the diagonal too, but never reads them, so skipping them halves the work without
-    changing any value that matters. The diagonal and lower triangle are left at zero.
+    changing any value that matters. A row chunk's bin memberships are computed once and reused (the
+    same values PyJuice recomputes per block). The diagonal and lower triangle are left at zero.
     """
     x = _as_float_tensor(x)
     K = x.shape[1]
@@ -66,9 +73,11 @@ def pairwise_mutual_information(x: torch.Tensor, num_bins: int = 32, sigma: floa
     with torch.no_grad():
         for xs in range(0, K, chunk_size):
             xe = min(xs + chunk_size, K)
+            x1p = _soft_bins(x[:, xs:xe], num_bins, sigma)
             for ys in range(xs, K, chunk_size):
                 ye = min(ys + chunk_size, K)
-                mi[xs:xe, ys:ye] = mutual_information(x[:, xs:xe], x[:, ys:ye], num_bins, sigma).cpu()
+                x2p = x1p if ys == xs else _soft_bins(x[:, ys:ye], num_bins, sigma)
+                mi[xs:xe, ys:ye] = _pair_mi(x1p, x2p).cpu()
     return np.triu(mi.numpy(), k=1)
 
 
@@ -147,7 +156,8 @@ def tree_center(num_vars: int, edges: Sequence[Tuple[int, int]]) -> int:
     return int(cands.min())
 
 
-def root_tree(num_vars: int, edges: Sequence[Tuple[int, int]], root: int) -> Tuple[np.ndarray, List[List[int]]]:
+def root_tree(num_vars: int, edges: Sequence[Tuple[int, int]],
+              root: int) -> Tuple[np.ndarray, List[List[int]]]:
     """Orient an undirected tree at ``root``: (parent array with -1 at the root, children lists).
 
     Children keep the adjacency order (the order their edges appear in ``edges``), as ``nx.bfs_tree`` does.
