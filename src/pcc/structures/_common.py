@@ -3,7 +3,6 @@ and a graph walk that counts nodes and edges the way ``model.stats()`` does (for
 
 from __future__ import annotations
 
-
 from .. import dists
 from ..errors import Error, int_arg
 from ..nodes import InputVector, SumVector
