@@ -43,23 +43,29 @@ class CMakeBuild(build_ext):
             args.append(f"-Dpybind11_DIR={pybind11.get_cmake_dir()}")
         except ImportError:
             pass
-        if not (build_dir / "CMakeCache.txt").exists():
-            args += ["-G", "Ninja"] if _have_ninja() else []
-        subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build_dir), *args], check=True)
+        ninja = _tool("ninja")
+        if not (build_dir / "CMakeCache.txt").exists() and ninja:
+            args += ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"]
+        cmake = _tool("cmake") or "cmake"
+        subprocess.run([cmake, "-S", str(ROOT), "-B", str(build_dir), *args], check=True)
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
-        subprocess.run(["cmake", "--build", str(build_dir), "-j", jobs], check=True)
+        subprocess.run([cmake, "--build", str(build_dir), "-j", jobs], check=True)
         # The CLI binary goes next to the extension (wheel) and into the source tree (editable).
         for dest in (out_dir / "bin", ROOT / "src" / "pcc" / "bin"):
             dest.mkdir(parents=True, exist_ok=True)
             shutil.copy2(build_dir / "pcc-compile", dest / "pcc-compile")
 
 
-def _have_ninja():
+def _tool(name):
+    """cmake / ninja from the Python environment's packages (not necessarily on PATH), else PATH."""
     try:
-        subprocess.run(["ninja", "--version"], check=True, capture_output=True)
-        return True
-    except (OSError, subprocess.CalledProcessError):
-        return False
+        mod = __import__(name)
+        exe = Path(getattr(mod, "CMAKE_BIN_DIR", None) or getattr(mod, "BIN_DIR")) / name
+        if exe.exists():
+            return str(exe)
+    except (ImportError, AttributeError):
+        pass
+    return shutil.which(name)
 
 
 setup(

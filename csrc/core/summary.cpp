@@ -1,6 +1,9 @@
 // The compile report: what a plan costs (work, padding, memory), printed by pcc-compile and
 // returned by TensorCircuit.report().
+#include <algorithm>
 #include <cstdio>
+#include <string>
+#include <vector>
 #include <sstream>
 
 #include "pcc/plan.h"
@@ -95,19 +98,36 @@ std::string plan_report(const Plan& p) {
     << " of value traffic per sample\n";
   o << "memory    " << bytes(s.value_bytes_per_sample) << " of node values per batch element ("
     << human(p.num_rows) << " rows), " << bytes(s.param_bytes) << " of parameters\n";
-  o << "layers\n";
+  // Small plans list every partition; large ones (hundreds of layers) list the heaviest few.
+  struct Line {
+    int64_t cost;
+    std::string text;
+  };
+  std::vector<Line> lines;
   for (size_t i = 0; i < p.layers.size(); ++i) {
     const Layer& l = p.layers[i];
+    const std::string at = "  " + std::to_string(i) + " ";
     for (const InputGroup& g : l.inputs) {
-      o << "  " << i << " input    " << to_string(g.dist) << ": " << human(g.num_nodes) << " nodes\n";
+      lines.push_back({g.num_nodes, at + "input    " + to_string(g.dist) + ": " + human(g.num_nodes) + " nodes"});
     }
     for (const ProductPartition& pp : l.products) {
-      o << "  " << i << " product  " << human(pp.num_nodes) << " nodes x fan-in " << pp.fanin << "\n";
+      lines.push_back({pp.num_nodes * pp.fanin,
+                       at + "product  " + human(pp.num_nodes) + " nodes x fan-in " + std::to_string(pp.fanin)});
     }
     for (const SumPartition& sp : l.sums) {
-      o << "  " << i << " sum      " << human(sp.num_blocks) << " blocks of " << sp.block_size << "x"
-        << sp.child_block_size << " x fan-in " << sp.fanin << "\n";
+      lines.push_back({sp.num_blocks * sp.fanin * sp.block_size * sp.child_block_size,
+                       at + "sum      " + human(sp.num_blocks) + " blocks of " + std::to_string(sp.block_size) +
+                           "x" + std::to_string(sp.child_block_size) + " x fan-in " + std::to_string(sp.fanin)});
     }
+  }
+  constexpr size_t kListAll = 24, kHeaviest = 8;
+  if (lines.size() <= kListAll) {
+    o << "partitions\n";
+    for (const Line& l : lines) o << l.text << "\n";
+  } else {
+    std::stable_sort(lines.begin(), lines.end(), [](const Line& a, const Line& b) { return a.cost > b.cost; });
+    o << "partitions (the " << kHeaviest << " heaviest of " << lines.size() << "; layer, kind, shape)\n";
+    for (size_t k = 0; k < kHeaviest; ++k) o << lines[k].text << "\n";
   }
   return o.str();
 }

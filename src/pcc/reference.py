@@ -4,13 +4,18 @@ Every other evaluator (the C++ CPU backend, the CUDA kernels) is tested against 
 favours the obvious over the fast: every sum form is expanded to node-level (sum node, child node,
 weight) triples and reduced with one log-sum-exp routine; the only concession to size is that sums are
 evaluated in batch chunks to bound memory.
+
+The learning oracle (flows, EM, torch log-likelihoods for gradients) lives in `reference_em.py` and is
+re-exported here, so `pcc.reference` is the one namespace of float64 oracles; it reuses this file's
+forward pass (`_forward`) rather than a copy of it.
 """
 import numpy as np
 
 from .errors import Error, to_numpy
 from .nodes import InputVector, ProductVector, SumVector, topological_order
 
-__all__ = ["log_likelihood"]
+__all__ = ["log_likelihood", "Flows", "flows", "em_from_flows", "em_step", "log_params",
+           "log_likelihood_torch", "GAUSSIAN_MIN_STD"]
 
 # Elements of the [batch chunk, edges] temporary of a sum vector.
 _CHUNK_ELEMENTS = 1 << 22
@@ -23,6 +28,14 @@ def log_likelihood(root, x, missing=None):
     integer values in range. `missing` bool [B, V] marks entries to marginalize (input nodes give
     log 1); those entries of `x` are not read, so they may hold anything, NaN included.
     """
+    order, values, _, _ = _forward(root, x, missing)
+    out = values[id(root)]
+    return out[:, 0] if root.num_nodes == 1 else out
+
+
+def _forward(root, x, missing):
+    """(order, {id(vector): float64 [B, n] log-values}, x float64 [B, V], missing bool [B, V]) of
+    every vector reachable from root, children before parents; shared by log_likelihood and flows."""
     order = topological_order(root)
     x, missing = _check_data(x, missing, root.num_vars)
     values = {}
@@ -36,8 +49,7 @@ def log_likelihood(root, x, missing=None):
         else:
             raise Error(f"log_likelihood: unknown node vector type {type(v).__name__}")
         values[id(v)] = out
-    out = values[id(root)]
-    return out[:, 0] if root.num_nodes == 1 else out
+    return order, values, x, missing
 
 
 def _check_data(x, missing, num_vars):
@@ -58,10 +70,16 @@ def _check_data(x, missing, num_vars):
     return x.astype(np.float64), missing
 
 
-def _input_values(v, col, miss):
-    """[B, n] log-densities; missing rows are log 1 = 0 and their x entries are never looked at."""
+def _observed(v, col, miss):
+    """Mask of observed rows of column `col` for input vector v, after checking their values."""
     obs = ~miss
     v.dist.check_values(col[obs], np.flatnonzero(obs), f"x[:, {v.var}] (variable {v.var})")
+    return obs
+
+
+def _input_values(v, col, miss):
+    """[B, n] log-densities; missing rows are log 1 = 0 and their x entries are never looked at."""
+    obs = _observed(v, col, miss)
     out = np.zeros((col.shape[0], v.num_nodes))
     if obs.any():
         out[obs] = v.dist.log_prob(v.params, col[obs])
@@ -77,21 +95,27 @@ def _product_values(v, child_values):
     return out
 
 
+def _layout_edges(v):
+    """(sum node, concatenated child node) int arrays [P] of a sum vector, one per entry of its
+    parameter array flattened in C order (dense [n, C], sparse [E], block [E, b, b])."""
+    if v.form == "dense":
+        n, c = v.params.shape
+        return np.repeat(np.arange(n), c), np.tile(np.arange(c), n)
+    if v.form == "sparse":
+        return v.edges[0], v.edges[1]
+    # block edge e pairs sum node s_blk*b + i with child node c_blk*b + j, weight w[e, i, j]
+    b = v.block_size
+    r = np.arange(b)
+    shape = (v.edges.shape[1], b, b)
+    s = np.broadcast_to(v.edges[0][:, None, None] * b + r[None, :, None], shape)
+    ch = np.broadcast_to(v.edges[1][:, None, None] * b + r[None, None, :], shape)
+    return s.ravel(), ch.ravel()
+
+
 def _node_edges(v):
     """(sum node, concatenated child node, weight) triples of a sum vector, sorted by sum node."""
-    w = v.params.astype(np.float64)
-    if v.form == "dense":
-        n, c = w.shape
-        s, ch, w = np.repeat(np.arange(n), c), np.tile(np.arange(c), n), w.ravel()
-    elif v.form == "sparse":
-        s, ch = v.edges
-    else:  # block edge e pairs sum node s_blk*b + i with child node c_blk*b + j, weight w[e, i, j]
-        b = v.block_size
-        r = np.arange(b)
-        shape = (v.edges.shape[1], b, b)
-        s = np.broadcast_to(v.edges[0][:, None, None] * b + r[None, :, None], shape)
-        ch = np.broadcast_to(v.edges[1][:, None, None] * b + r[None, None, :], shape)
-        s, ch, w = s.ravel(), ch.ravel(), w.ravel()
+    s, ch = _layout_edges(v)
+    w = v.params.astype(np.float64).ravel()
     perm = np.argsort(s, kind="stable")
     return s[perm], ch[perm], w[perm]
 
@@ -114,3 +138,8 @@ def _sum_values(v, child_values):
             out[lo:lo + step] = top + np.log(
                 np.add.reduceat(np.exp(terms - top[:, s]), starts, axis=1))
     return out
+
+
+# At the end: reference_em imports the helpers above from this (then partially initialized) module.
+from .reference_em import (GAUSSIAN_MIN_STD, Flows, em_from_flows, em_step, flows,  # noqa: E402
+                           log_likelihood_torch, log_params)
