@@ -1,6 +1,7 @@
 // .pcplan files: the compiled Plan in the shared container (container.h), and validate_plan, the
 // structural check that makes any plan that parses safe to hand to a backend. The payload order is
 // documented in docs/ir.md; keep the two in step.
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -15,7 +16,8 @@ namespace {
 constexpr size_t kMinLayerBytes = 1 + 3 * 8;
 constexpr size_t kMinInputGroupBytes = 1 + 2 * 8 + 3 * 8;
 constexpr size_t kMinProductBytes = 3 * 8 + 8;
-constexpr size_t kMinSumBytes = 4 * 8 + 3 * 8;
+constexpr size_t kMinSumBytes = 5 * 8 + 3 * 8;
+constexpr size_t kMinGroupBytes = 2 + 5 * 8 + 2 * 8;
 constexpr size_t kPadRangeBytes = 2 * 8;
 constexpr size_t kParamRunBytes = 5 * 8;
 constexpr size_t kStatsFields = 7;
@@ -50,6 +52,39 @@ bool product_is(int64_t a, int64_t b, size_t expected) {
   return static_cast<size_t>(a * b) == expected;
 }
 
+// One group layout: slots inside the buffer, sum block lists consistent and in range.
+void validate_group(const Plan& p, size_t gi) {
+  const GroupLayout& g = p.groups[gi];
+  const int64_t num_params = static_cast<int64_t>(p.params.size());
+  const std::string at = "parameter group " + std::to_string(gi);
+  PCC_CHECK(g.num_nodes >= 0, "invalid plan: ", at, ": num_nodes is ", g.num_nodes);
+  if (g.num_nodes == 0) return;
+  if (g.kind == NodeKind::Input) {
+    PCC_CHECK(g.width >= 1 && (g.dist == Dist::Categorical || g.width == param_width(g.dist, 0)),
+              "invalid plan: ", at, ": width ", g.width, " for ", to_string(g.dist));
+    PCC_CHECK(g.num_nodes <= INT64_MAX / g.width && span_ok(g.base, g.num_nodes * g.width, 0, num_params),
+              "invalid plan: ", at, ": slots ", g.base, " + ", g.num_nodes, " x ", g.width, " outside the ",
+              num_params, " parameters");
+    return;
+  }
+  PCC_CHECK(g.kind == NodeKind::Sum, "invalid plan: ", at, ": a product group");
+  PCC_CHECK(g.block_size >= 1 && g.child_block_size >= 1 && g.block_size <= (INT64_MAX / g.child_block_size),
+            "invalid plan: ", at, ": block sizes ", g.block_size, " x ", g.child_block_size);
+  const int64_t blocks = static_cast<int64_t>(g.block_start.size()) - 1;
+  PCC_CHECK(blocks >= 1 && g.num_nodes <= blocks * g.block_size && g.num_nodes > (blocks - 1) * g.block_size,
+            "invalid plan: ", at, ": ", blocks, " sum blocks of ", g.block_size, " for ", g.num_nodes, " nodes");
+  PCC_CHECK(g.block_start[0] == 0 && g.block_start[blocks] == static_cast<int64_t>(g.block_offsets.size()),
+            "invalid plan: ", at, ": block_start does not span block_offsets");
+  for (int64_t s = 0; s < blocks; ++s) {
+    PCC_CHECK(g.block_start[s] <= g.block_start[s + 1], "invalid plan: ", at, ": block_start decreases at ", s);
+  }
+  const int64_t matrix = g.block_size * g.child_block_size;
+  for (int64_t off : g.block_offsets) {
+    PCC_CHECK(span_ok(off, matrix, 0, num_params), "invalid plan: ", at, ": weight block at ", off,
+              " outside the ", num_params, " parameters");
+  }
+}
+
 }  // namespace
 
 std::string serialize_plan(const Plan& p) {
@@ -75,6 +110,19 @@ std::string serialize_plan(const Plan& p) {
     w.i64(r.plan_stride);
   }
   w.i64s(p.param_group_sizes);
+  w.count(p.groups.size());
+  for (const GroupLayout& g : p.groups) {
+    w.u8(static_cast<uint8_t>(g.kind));
+    w.u8(static_cast<uint8_t>(g.dist));
+    w.i64(g.num_nodes);
+    w.i64(g.base);
+    w.i64(g.width);
+    w.i64(g.block_size);
+    w.i64(g.child_block_size);
+    w.i64s(g.block_start);
+    w.i64s(g.block_offsets);
+  }
+  w.str(std::string(p.param_valid.begin(), p.param_valid.end()));
   Stats s = p.stats;
   int64_t* f[kStatsFields];
   stats_fields(s, f);
@@ -106,6 +154,7 @@ std::string serialize_plan(const Plan& p) {
       w.i64(q.child_block_size);
       w.i64(q.num_blocks);
       w.i64(q.fanin);
+      w.i64(q.disjoint_weights);
       w.i64s(q.out_rows);
       w.i64s(q.child_rows);
       w.i64s(q.weight_offsets);
@@ -138,6 +187,23 @@ Plan parse_plan(const std::string& bytes, const std::string& source) {
     m.plan_stride = r.i64("param run plan_stride");
   }
   p.param_group_sizes = r.i64s("param_group_sizes");
+  p.groups.resize(r.count("parameter group count", kMinGroupBytes));
+  for (size_t gi = 0; gi < p.groups.size(); ++gi) {
+    GroupLayout& g = p.groups[gi];
+    r.set_context("parameter group " + std::to_string(gi));
+    g.kind = static_cast<NodeKind>(read_enum(r, "kind", static_cast<uint8_t>(NodeKind::Sum)));
+    g.dist = static_cast<Dist>(read_enum(r, "dist", static_cast<uint8_t>(Dist::Gaussian)));
+    g.num_nodes = r.i64("num_nodes");
+    g.base = r.i64("base");
+    g.width = r.i64("width");
+    g.block_size = r.i64("block_size");
+    g.child_block_size = r.i64("child_block_size");
+    g.block_start = r.i64s("block_start");
+    g.block_offsets = r.i64s("block_offsets");
+  }
+  r.set_context("");
+  const std::string valid = r.str("param_valid");
+  p.param_valid.assign(valid.begin(), valid.end());
   int64_t* f[kStatsFields];
   stats_fields(p.stats, f);
   for (int64_t* x : f) *x = r.i64("stats");
@@ -176,6 +242,7 @@ Plan parse_plan(const std::string& bytes, const std::string& source) {
       q.child_block_size = r.i64("child_block_size");
       q.num_blocks = r.i64("num_blocks");
       q.fanin = r.i64("fanin");
+      q.disjoint_weights = r.i64("disjoint_weights");
       q.out_rows = r.i64s("out_rows");
       q.child_rows = r.i64s("child_rows");
       q.weight_offsets = r.i64s("weight_offsets");
@@ -239,6 +306,11 @@ void validate_plan(const Plan& p) {
     PCC_CHECK(fits, "invalid plan: param run ", i, " (offset ", m.plan_offset, ", length ", m.length,
               ", stride ", m.plan_stride, ") runs past the ", num_params, " plan parameters");
   }
+  PCC_CHECK(p.param_valid.size() == p.params.size(), "invalid plan: param_valid has ", p.param_valid.size(),
+            " entries for ", num_params, " parameters");
+  PCC_CHECK(p.groups.size() == p.param_group_sizes.size(), "invalid plan: ", p.groups.size(),
+            " group layouts for ", p.param_group_sizes.size(), " parameter groups");
+  for (size_t gi = 0; gi < p.groups.size(); ++gi) validate_group(p, gi);
 
   for (size_t li = 0; li < p.layers.size(); ++li) {
     const Layer& l = p.layers[li];
@@ -272,14 +344,14 @@ void validate_plan(const Plan& p) {
                       " categories but variable ", var, " admits ", limit);
             break;
           case Dist::Bernoulli:
-            width = 1;
+            width = 2;
             PCC_CHECK(g.num_cats[k] == 2, "invalid plan: ", at, ": Bernoulli node ", k,
                       " has num_cats ", g.num_cats[k], " (must be 2)");
             PCC_CHECK(limit >= 1 && limit <= 2, "invalid plan: ", at, ": Bernoulli node ", k,
                       " but variable ", var, " admits ", limit, " values");
             break;
           case Dist::Gaussian:
-            width = 2;
+            width = 3;
             PCC_CHECK(g.num_cats[k] == 0, "invalid plan: ", at, ": Gaussian node ", k, " has num_cats ",
                       g.num_cats[k], " (must be 0)");
             PCC_CHECK(limit != -1, "invalid plan: ", at, ": node ", k, " reads variable ", var,
@@ -323,6 +395,18 @@ void validate_plan(const Plan& p) {
                 q.fanin);
       PCC_CHECK(q.block_size <= INT64_MAX / q.child_block_size, "invalid plan: ", at,
                 ": block sizes overflow");
+      PCC_CHECK(q.disjoint_weights == 0 || q.disjoint_weights == 1, "invalid plan: ", at,
+                ": disjoint_weights is ", q.disjoint_weights);
+      if (q.disjoint_weights) {
+        // Backends accumulate parameter flows block-parallel on this promise: check it.
+        std::vector<int64_t> used;
+        for (int64_t w : q.weight_offsets) {
+          if (w >= 0) used.push_back(w);
+        }
+        std::sort(used.begin(), used.end());
+        PCC_CHECK(std::adjacent_find(used.begin(), used.end()) == used.end(), "invalid plan: ", at,
+                  ": disjoint_weights is set but two blocks share a weight matrix");
+      }
       const int64_t matrix = q.block_size * q.child_block_size;
       for (size_t b = 0; b < q.out_rows.size(); ++b) {
         PCC_CHECK(span_ok(q.out_rows[b], q.block_size, Plan::kOneRow + 1, rows), "invalid plan: ", at,

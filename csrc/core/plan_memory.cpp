@@ -28,24 +28,34 @@ struct Layout {
     return padded;
   }
 
-  // Input parameters in the plan's per-node layout: Categorical K probabilities, Bernoulli P(x=1),
-  // Gaussian (mean, std) pairs.
+  // Input parameters in the plan's per-node layout (plan.h): Categorical K probabilities, Bernoulli
+  // (1 - p, p), Gaussian (mean, std, spare).
   int64_t place_input_params(const NodeVector& v) {
     if (group_base[v.params] >= 0) return group_base[v.params];
     const std::vector<float>& w = c.params[v.params];
     const int64_t base = static_cast<int64_t>(plan.params.size()), n = v.num_nodes;
+    const int64_t width = param_width(v.dist, v.num_cats);
     group_base[v.params] = base;
-    if (v.dist == Dist::Gaussian) {
-      for (int64_t i = 0; i < n; ++i) {
-        plan.params.push_back(w[i]);
-        plan.params.push_back(w[n + i]);
-      }
-      plan.param_map.push_back({v.params, 0, base, n, 2});
-      plan.param_map.push_back({v.params, n, base + 1, n, 2});
-    } else {
-      plan.params.insert(plan.params.end(), w.begin(), w.end());
-      plan.param_map.push_back({v.params, 0, base, static_cast<int64_t>(w.size()), 1});
+    plan.params.resize(base + n * width, 0.0f);
+    GroupLayout& gl = plan.groups[v.params];
+    gl.kind = NodeKind::Input;
+    gl.dist = v.dist;
+    gl.num_nodes = n;
+    gl.base = base;
+    gl.width = width;
+    switch (v.dist) {
+      case Dist::Categorical:
+        plan.param_map.push_back({v.params, 0, base, n * width, 1});
+        break;
+      case Dist::Bernoulli:
+        plan.param_map.push_back({v.params, 0, base + 1, n, 2});
+        break;
+      case Dist::Gaussian:
+        plan.param_map.push_back({v.params, 0, base, n, 3});
+        plan.param_map.push_back({v.params, n, base + 1, n, 3});
+        break;
     }
+    write_group(plan, plan.params.data(), v.params, w);
     return base;
   }
 
@@ -59,6 +69,14 @@ struct Layout {
       r.plan_offset += base;
       plan.param_map.push_back(r);
     }
+    GroupLayout& gl = plan.groups[v.params];
+    gl.kind = NodeKind::Sum;
+    gl.num_nodes = v.num_nodes;
+    gl.base = base;
+    gl.block_size = bp.block_size;
+    gl.child_block_size = bp.child_block_size;
+    gl.block_start = bp.block_start;
+    for (int64_t wb : bp.weight_block) gl.block_offsets.push_back(base + wb * bp.block_size * bp.child_block_size);
     return base;
   }
 
@@ -78,7 +96,7 @@ struct Layout {
           out.inputs.push_back(std::move(g));
         }
         InputGroup& g = out.inputs.back();
-        const int64_t width = nv.dist == Dist::Categorical ? nv.num_cats : nv.dist == Dist::Gaussian ? 2 : 1;
+        const int64_t width = param_width(nv.dist, nv.num_cats);
         for (int64_t i = 0; i < nv.num_nodes; ++i) {
           g.var.push_back(nv.var);
           g.param_offset.push_back(base + i * width);
@@ -146,10 +164,29 @@ struct Layout {
           }
         }
       }
+      std::vector<int64_t> used;
+      for (int64_t w : sp.weight_offsets) {
+        if (w >= 0) used.push_back(w);
+      }
+      std::sort(used.begin(), used.end());
+      sp.disjoint_weights = std::adjacent_find(used.begin(), used.end()) == used.end() ? 1 : 0;
       out.sums.push_back(std::move(sp));
     }
   }
 };
+
+// Real parameter slots: those an IR element maps to, plus the Bernoulli complements.
+void fill_param_valid(Plan& plan) {
+  plan.param_valid.assign(plan.params.size(), 0);
+  for (const ParamRun& r : plan.param_map) {
+    for (int64_t k = 0; k < r.length; ++k) plan.param_valid[r.plan_offset + k * r.plan_stride] = 1;
+  }
+  for (const GroupLayout& g : plan.groups) {
+    if (g.kind == NodeKind::Input && g.dist == Dist::Bernoulli) {
+      for (int64_t i = 0; i < g.num_nodes; ++i) plan.param_valid[g.base + 2 * i] = 1;
+    }
+  }
+}
 
 void fill_var_limits(const Circuit& c, Plan& plan) {
   plan.var_limit.assign(plan.num_vars, -1);
@@ -178,6 +215,7 @@ Plan plan_memory(const Circuit& c, const Partitioning& p) {
   plan.num_rows = 2;  // kOneRow and kZeroRow
   plan.pad_ranges.push_back({Plan::kZeroRow, 1});
   for (const auto& g : c.params) plan.param_group_sizes.push_back(static_cast<int64_t>(g.size()));
+  plan.groups.resize(c.params.size());
   Layout lay{c, p, plan, std::vector<int64_t>(c.params.size(), -1)};
   for (const auto& layer : p.layers) {
     Layer out;
@@ -193,6 +231,7 @@ Plan plan_memory(const Circuit& c, const Partitioning& p) {
   plan.root_row = plan.vector_rows[c.root];
   plan.num_root_nodes = c.nodes[c.root].num_nodes;
   fill_var_limits(c, plan);
+  fill_param_valid(plan);
   return plan;
 }
 

@@ -27,6 +27,7 @@ void input_nodes(const InputGroup& g, const float* params, const TensorRef& x,
     float* out = values + (g.row_start + i) * batch;
     switch (g.dist) {
       case Dist::Categorical:
+      case Dist::Bernoulli:  // two slots (P(x=0), P(x=1)): a two-category categorical
         for (int64_t b = 0; b < batch; ++b) {
           if (mv && mv[b * ms]) {
             out[b] = 0.0f;
@@ -35,18 +36,6 @@ void input_nodes(const InputGroup& g, const float* params, const TensorRef& x,
           }
         }
         break;
-      case Dist::Bernoulli: {
-        // log(1 - p) through log1p keeps precision for p near 0.
-        const float l1 = std::log(p[0]), l0 = static_cast<float>(std::log1p(-double(p[0])));
-        for (int64_t b = 0; b < batch; ++b) {
-          if (mv && mv[b * ms]) {
-            out[b] = 0.0f;
-          } else {
-            out[b] = xv[b * xs] != T(0) ? l1 : l0;
-          }
-        }
-        break;
-      }
       case Dist::Gaussian: {
         const double mean = p[0], inv_std = 1.0 / double(p[1]);
         const double c = -std::log(double(p[1])) - kHalfLog2Pi;

@@ -119,6 +119,7 @@ inline Circuit two_products(SumForm form, std::vector<int64_t> edges, std::vecto
 }
 
 // A hand-written valid plan (input -> product -> sum, one pad row), independent of the compiler.
+// Parameters: 0-3 categorical (2 nodes x 2), 4-7 Bernoulli (2 nodes x (1 - p, p)), 8-9 sum weights.
 inline pcc::Plan tiny_plan() {
   pcc::Plan p;
   p.num_vars = 2;
@@ -128,19 +129,39 @@ inline pcc::Plan tiny_plan() {
   p.num_root_nodes = 1;
   p.pad_ranges = {{8, 1}};
   p.vector_rows = {1, 3, 5, 7};
-  p.params = {0.25f, 0.75f, 0.5f, 0.5f, 0.1f, 0.9f, 0.3f, 0.7f};
+  p.params = {0.25f, 0.75f, 0.5f, 0.5f, 0.9f, 0.1f, 0.1f, 0.9f, 0.3f, 0.7f};
   p.param_group_sizes = {4, 2, 2};
-  p.param_map = {{0, 0, 0, 4, 1}, {1, 0, 4, 2, 1}, {2, 0, 6, 2, 1}};
+  p.param_map = {{0, 0, 0, 4, 1}, {1, 0, 5, 2, 2}, {2, 0, 8, 2, 1}};
+  p.param_valid.assign(p.params.size(), 1);
+  p.groups.resize(3);
+  p.groups[0].kind = NodeKind::Input;
+  p.groups[0].dist = Dist::Categorical;
+  p.groups[0].num_nodes = 2;
+  p.groups[0].base = 0;
+  p.groups[0].width = 2;
+  p.groups[1].kind = NodeKind::Input;
+  p.groups[1].dist = Dist::Bernoulli;
+  p.groups[1].num_nodes = 2;
+  p.groups[1].base = 4;
+  p.groups[1].width = 2;
+  p.groups[2].kind = NodeKind::Sum;
+  p.groups[2].num_nodes = 1;
+  p.groups[2].base = 8;
+  p.groups[2].block_size = 1;
+  p.groups[2].child_block_size = 2;
+  p.groups[2].block_start = {0, 1};
+  p.groups[2].block_offsets = {8};
   pcc::Layer in;
   in.kind = pcc::LayerKind::Input;
   in.inputs.push_back({Dist::Categorical, 1, 2, {0, 0}, {0, 2}, {2, 2}});
-  in.inputs.push_back({Dist::Bernoulli, 3, 2, {1, 1}, {4, 5}, {2, 2}});
+  in.inputs.push_back({Dist::Bernoulli, 3, 2, {1, 1}, {4, 6}, {2, 2}});
   pcc::Layer prod;
   prod.kind = pcc::LayerKind::Product;
   prod.products.push_back({5, 2, 2, {1, 3, 2, 4}});
   pcc::Layer sum;
   sum.kind = pcc::LayerKind::Sum;
-  sum.sums.push_back({1, 2, 1, 1, {7}, {5}, {6}});
+  // block_size, child_block_size, num_blocks, fanin, disjoint_weights, out_rows, child_rows, weight_offsets
+  sum.sums.push_back({1, 2, 1, 1, 1, {7}, {5}, {8}});
   p.layers = {in, prod, sum};
   p.stats.input_nodes = 4;
   p.stats.product_nodes = 2;

@@ -35,7 +35,27 @@ int main() {
     CHECK_EQ(back.layers.size(), 3u);
     CHECK(back.layers[2].sums[0].weight_offsets == p.layers[2].sums[0].weight_offsets);
     CHECK_EQ(back.stats.input_params, 6);
-    CHECK_EQ(back.param_map[2].plan_offset, 6);
+    CHECK_EQ(back.param_map[2].plan_offset, 8);
+    // The fields added with the group layouts survive the trip.
+    CHECK(back.param_valid == p.param_valid);
+    CHECK_EQ(back.groups.size(), p.groups.size());
+    for (size_t g = 0; g < p.groups.size(); ++g) {
+      const GroupLayout &a = back.groups[g], &b = p.groups[g];
+      CHECK(a.kind == b.kind && a.dist == b.dist);
+      CHECK(a.num_nodes == b.num_nodes && a.base == b.base && a.width == b.width);
+      CHECK(a.block_size == b.block_size && a.child_block_size == b.child_block_size);
+      CHECK(a.block_start == b.block_start && a.block_offsets == b.block_offsets);
+    }
+    CHECK_EQ(back.layers[2].sums[0].disjoint_weights, 1);
+  }
+  {  // Non-default values of the new fields round-trip too.
+    Plan p = tiny_plan();
+    p.param_valid[9] = 0;
+    p.layers[2].sums[0].disjoint_weights = 0;
+    validate_plan(p);
+    const Plan back = parse_plan(serialize_plan(p));
+    CHECK(back.param_valid == p.param_valid);
+    CHECK_EQ(back.layers[2].sums[0].disjoint_weights, 0);
   }
   {  // A plan from the compiler round-trips too.
     const Plan p = compile(tiny_circuit());
@@ -58,7 +78,7 @@ int main() {
   rejects([](Plan& p) { p.vector_rows[1] = 9; }, "first row of vector 1 is 9");
   rejects([](Plan& p) { p.param_map[1].group = 3; }, "param run 1 names group 3");
   rejects([](Plan& p) { p.param_map[1].length = 3; }, "param run 1 covers elements 0 + 3 of group 1");
-  rejects([](Plan& p) { p.param_map[2].plan_stride = 2; }, "param run 2 (offset 6, length 2, stride 2)");
+  rejects([](Plan& p) { p.param_map[2].plan_stride = 2; }, "param run 2 (offset 8, length 2, stride 2)");
   rejects([](Plan& p) { p.param_map[2].plan_stride = 0; }, "param run 2 has stride 0");
   rejects([](Plan& p) { p.param_group_sizes[0] = -1; }, "parameter group 0 has size -1");
   rejects([](Plan& p) { p.layers[0].kind = LayerKind::Sum; }, "layer 0 of kind 2 holds partitions of another kind");
@@ -66,8 +86,8 @@ int main() {
   rejects([](Plan& p) { p.layers[0].inputs[0].row_start = 0; }, "input group 0 of layer 0: rows 0 + 2");
   rejects([](Plan& p) { p.layers[0].inputs[0].var.pop_back(); }, "per-node arrays");
   rejects([](Plan& p) { p.layers[0].inputs[0].var[1] = 2; }, "node 1 reads variable 2 of 2");
-  rejects([](Plan& p) { p.layers[0].inputs[0].param_offset[1] = 7; }, "node 1 reads parameters 7 + 2 of 8");
-  rejects([](Plan& p) { p.layers[0].inputs[1].param_offset[0] = -1; }, "node 0 reads parameters -1 + 1");
+  rejects([](Plan& p) { p.layers[0].inputs[0].param_offset[1] = 9; }, "node 1 reads parameters 9 + 2 of 10");
+  rejects([](Plan& p) { p.layers[0].inputs[1].param_offset[0] = -1; }, "node 0 reads parameters -1 + 2");
   rejects([](Plan& p) { p.var_limit[0] = 3; }, "has 2 categories but variable 0 admits 3");
   rejects([](Plan& p) { p.layers[0].inputs[1].num_cats[0] = 3; }, "Bernoulli node 0 has num_cats 3");
   rejects([](Plan& p) { p.var_limit[1] = -1; }, "Bernoulli node 0 but variable 1 admits -1");
@@ -77,17 +97,60 @@ int main() {
   rejects([](Plan& p) { p.layers[2].sums[0].out_rows[0] = 8; p.layers[2].sums[0].block_size = 2; },
           "sum partition 0 of layer 2: block 0 writes rows 8 + 2");
   rejects([](Plan& p) { p.layers[2].sums[0].child_rows[0] = 8; }, "entry 0 reads rows 8 + 2 outside the 9 rows");
-  rejects([](Plan& p) { p.layers[2].sums[0].weight_offsets[0] = 7; }, "entry 0 reads weights 7 + 2 of 8");
+  rejects([](Plan& p) { p.layers[2].sums[0].weight_offsets[0] = 9; }, "entry 0 reads weights 9 + 2 of 10");
   rejects([](Plan& p) { p.layers[2].sums[0].weight_offsets[0] = -1; }, "pads only one of child_rows");
   rejects([](Plan& p) { p.layers[2].sums[0].num_blocks = 2; }, "out_rows has 1 entries for 2 blocks");
   rejects([](Plan& p) { p.layers[2].sums[0].fanin = 0; }, "fanin 0");
   rejects([](Plan& p) { p.layers[2].sums[0].child_block_size = 0; }, "block sizes 1 x 0");
+  // The group layouts, param_valid and disjoint_weights.
+  rejects([](Plan& p) { p.param_valid.pop_back(); }, "param_valid has 9 entries for 10 parameters");
+  rejects([](Plan& p) { p.param_valid.push_back(1); }, "param_valid has 11 entries for 10 parameters");
+  rejects([](Plan& p) { p.groups.pop_back(); }, "2 group layouts for 3 parameter groups");
+  rejects([](Plan& p) { p.groups[1].base = 7; }, "parameter group 1: slots 7 + 2 x 2 outside the 10 parameters");
+  rejects([](Plan& p) { p.groups[0].num_nodes = 6; }, "parameter group 0: slots 0 + 6 x 2 outside the 10 parameters");
+  rejects([](Plan& p) { p.groups[1].width = 1; }, "parameter group 1: width 1 for");
+  rejects([](Plan& p) { p.groups[0].num_nodes = -1; }, "parameter group 0: num_nodes is -1");
+  rejects([](Plan& p) { p.groups[2].block_offsets[0] = 9; }, "parameter group 2: weight block at 9 outside the 10");
+  rejects([](Plan& p) { p.groups[2].block_start = {0, 2}; }, "parameter group 2: block_start does not span block_offsets");
+  rejects([](Plan& p) { p.groups[2].block_start = {1, 1}; }, "parameter group 2: block_start does not span block_offsets");
+  rejects([](Plan& p) { p.groups[2].block_start = {0, 1, 1}; }, "parameter group 2: 2 sum blocks of 1 for 1 nodes");
+  rejects([](Plan& p) { p.groups[2].child_block_size = 0; }, "parameter group 2: block sizes 1 x 0");
+  rejects([](Plan& p) { p.groups[2].kind = NodeKind::Product; }, "parameter group 2: a product group");
+  rejects([](Plan& p) { p.layers[2].sums[0].disjoint_weights = 2; }, "disjoint_weights is 2");
+  rejects(
+      [](Plan& p) {  // two blocks reading one weight matrix (a tied pair) but marked disjoint
+        SumPartition& s = p.layers[2].sums[0];
+        s.num_blocks = 2;
+        s.out_rows = {7, 8};
+        s.child_rows = {5, 5};
+        s.weight_offsets = {8, 8};
+      },
+      "sum partition 0 of layer 2: disjoint_weights is set but two blocks share a weight matrix");
+  {  // ... which is fine once disjoint_weights says so.
+    Plan p = tiny_plan();
+    SumPartition& s = p.layers[2].sums[0];
+    s.num_blocks = 2;
+    s.out_rows = {7, 8};
+    s.child_rows = {5, 5};
+    s.weight_offsets = {8, 8};
+    s.disjoint_weights = 0;
+    validate_plan(p);
+  }
+  {  // A group no reachable vector uses (num_nodes 0) is not checked further.
+    Plan p = tiny_plan();
+    p.param_group_sizes.push_back(3);
+    GroupLayout g;
+    g.num_nodes = 0;
+    g.base = 1000;
+    p.groups.push_back(g);
+    validate_plan(p);
+  }
   {  // Padding entries (-1, -1) are fine.
     Plan p = tiny_plan();
     SumPartition& s = p.layers[2].sums[0];
     s.fanin = 2;
     s.child_rows = {5, -1};
-    s.weight_offsets = {6, -1};
+    s.weight_offsets = {8, -1};
     validate_plan(p);
   }
   return report("test_plan_io");

@@ -299,13 +299,10 @@ def test_errors_name_the_argument(call, match):
         call()
 
 
-def test_build_times_are_small():
-    """Large structures build from vectorized calls: no per-node Python work (generous bounds for CI)."""
-    import time
-
-    t = time.perf_counter()
-    HCLT(None, 256, tree=_random_tree(784))
-    assert time.perf_counter() - t < 30
+def test_large_hclt_builds_from_a_tree():
+    """HCLT-256 on 784 variables (31M weights) from a given tree; its build time is benchmarked."""
+    root = HCLT(None, 256, tree=_random_tree(784))
+    assert root.num_nodes == 1 and len(root.scope) == 784
 
 
 @pytest.mark.parametrize("build, x", [

@@ -23,6 +23,48 @@ void validate_inputs(const ForwardArgs& a);
 
 void cpu_forward(const ForwardArgs& a);
 
+// The flow pass (DESIGN.md, Semantics): per-sample node flows from the root down, in a stable form
+// (child flow += parent flow * w * exp(child value - parent value); nodes whose value is -inf pass
+// nothing), and their sums over the batch per parameter slot, accumulated (+=) into param_flows:
+//   sum weights: the edge flow (expected count) of each (sum node, child node) pair;
+//   Categorical / Bernoulli: expected count of each category (missing value: flow x the node's
+//     own probabilities, the marginalized E-step);
+//   Gaussian (3 slots): S1 = sum F x, S2 = sum F x^2, S0 = sum F (missing: F mean, F (mean^2 + std^2),
+//   F).
+// Tied vectors share slots, so their statistics pool. root_flow scales each sample's flows: 1 for EM
+// statistics, d objective / d log p(x) for gradients.
+struct BackwardArgs {
+  const Plan* plan = nullptr;
+  const float* params = nullptr;     // the parameters the forward used
+  TensorRef x;                       // as in the forward (already validated there)
+  TensorRef missing;
+  const float* values = nullptr;     // [num_rows, batch] from the forward
+  const float* root_flow = nullptr;  // [batch, num_root_nodes]
+  float* flows = nullptr;            // workspace [num_rows, batch], overwritten
+  float* param_flows = nullptr;      // [params.size()], accumulated
+  int64_t batch = 0;
+};
+void cpu_backward(const BackwardArgs& a);
+
+// params <- normalized log-parameters: softmax per sum node over its valid slots, per Categorical /
+// Bernoulli node over its slots; Gaussian (mean, exp(log std), 0). Invalid slots become 0.
+void cpu_normalize(const Plan& p, const float* log_params, float* params);
+// The inverse: log_params <- log(params) (Gaussian: mean, log std); invalid slots 0.
+void cpu_log_params(const Plan& p, const float* params, float* log_params);
+
+// One EM update of every parameter from param_flows (DESIGN.md, Semantics; Gaussians as in
+// pcc.reference): theta <- (1 - s) theta + s (F + a/K) / (sum F + a) per sum node (K = its edges)
+// and per Categorical / Bernoulli node (K = categories); a node with zero total flow and a = 0 keeps
+// its parameters; Gaussian stds are floored at kGaussianMinStd.
+constexpr double kGaussianMinStd = 1e-3;
+void cpu_em_update(const Plan& p, float* params, const float* param_flows, double step_size,
+                   double pseudocount);
+
+// grad += d objective / d log-parameters, from param_flows accumulated with root_flow = d objective /
+// d log p(x) and the normalized params: sums and categoricals G_k - p_k sum_j G_j; Gaussians
+// d/d mean = (S1 - mean S0) / std^2, d/d log std = (S2 - 2 mean S1 + mean^2 S0) / std^2 - S0.
+void cpu_param_grads(const Plan& p, const float* params, const float* param_flows, float* grad);
+
 void set_num_threads(int n);  // CPU backend; n <= 0 means hardware concurrency
 int get_num_threads();
 

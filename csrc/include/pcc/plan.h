@@ -17,9 +17,13 @@
 //     row child_rows[i * fanin + k] (-1: padding, skipped) and has child_block_size rows; its weights
 //     are a [block_size, child_block_size] row-major matrix at params[weight_offsets[i * fanin + k]].
 //     out[r] = log sum_k sum_c W_k[r, c] * exp(value[child_k + c]).
-// Parameters. One float32 buffer in linear space: categorical probabilities (num_cats per node),
-// Bernoulli P(x = 1), Gaussian (mean, std) pairs, and the sum weight blocks. Tied vectors share
-// offsets. param_map relates each IR parameter group element to its place in the buffer.
+// Parameters. One float32 buffer in linear space. Input node slots: Categorical K probabilities,
+// Bernoulli 2 probabilities (P(x=0), P(x=1): a two-category categorical), Gaussian 3 slots (mean, std,
+// and one that holds nothing in the parameters but the E-step's flow total in the flow buffer); then
+// the sum weight blocks. Tied vectors share offsets. A buffer of parameter flows (EM statistics) has
+// the same layout. param_map relates each IR parameter group element to its place in the buffer,
+// `groups` gives each group's structure (for normalization and EM), and param_valid marks the slots
+// that hold real parameters (zero padding inside weight blocks and the Gaussian's third slot do not).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -47,6 +51,9 @@ struct ProductPartition {
 
 struct SumPartition {
   int64_t block_size = 1, child_block_size = 1, num_blocks = 0, fanin = 0;
+  // 1 when no two blocks of this partition share a weight matrix (no tied vectors inside it), so
+  // parameter flows may be accumulated block-parallel without atomics.
+  int64_t disjoint_weights = 1;
   std::vector<int64_t> out_rows;        // [num_blocks]
   std::vector<int64_t> child_rows;      // [num_blocks * fanin], -1 = padding
   std::vector<int64_t> weight_offsets;  // [num_blocks * fanin], -1 = padding
@@ -64,6 +71,21 @@ struct Layer {
 struct ParamRun {
   int64_t group = 0, ir_offset = 0, plan_offset = 0, length = 0, plan_stride = 1;
 };
+
+// How one IR parameter group sits in the buffer. Inputs: node i's slots start at base + i * width.
+// Sums: sum block s (nodes s*b .. s*b+b-1, those below num_nodes real) has weight matrices [b, cb]
+// at block_offsets[block_start[s] .. block_start[s+1]); a sum node's parameters are its row of
+// each, restricted to param_valid slots. Groups no reachable vector uses have num_nodes 0.
+struct GroupLayout {
+  NodeKind kind = NodeKind::Input;
+  Dist dist = Dist::Categorical;
+  int64_t num_nodes = 0, base = 0, width = 0;
+  int64_t block_size = 0, child_block_size = 0;
+  std::vector<int64_t> block_start, block_offsets;
+};
+
+// Parameter slots per input node (see Parameters above).
+int64_t param_width(Dist d, int64_t num_cats);
 
 struct Plan {
   static constexpr int64_t kOneRow = 0;
@@ -84,6 +106,8 @@ struct Plan {
   std::vector<float> params;
   std::vector<ParamRun> param_map;
   std::vector<int64_t> param_group_sizes;    // element count of each IR group
+  std::vector<GroupLayout> groups;           // per IR group
+  std::vector<uint8_t> param_valid;          // [params.size()]
 
   Stats stats;  // of the source circuit
 };
@@ -106,6 +130,11 @@ std::string serialize_plan(const Plan& p);
 Plan parse_plan(const std::string& bytes, const std::string& source = "<memory>");
 void write_plan(const Plan& p, const std::string& path);
 Plan read_plan(const std::string& path);
+// IR parameter group g <-> its slots in a plan-layout buffer (Bernoulli complements and the
+// Gaussian's spare slot are filled by write_group).
+std::vector<float> read_group(const Plan& p, const float* params, int64_t g);
+void write_group(const Plan& p, float* params, int64_t g, const std::vector<float>& values);
+
 // Structural checks of a plan read from a file (rows, offsets and counts in range), so a plan that
 // parsed can never make a backend read or write out of bounds.
 void validate_plan(const Plan& p);

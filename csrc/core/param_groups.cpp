@@ -1,0 +1,53 @@
+// Moving one IR parameter group in and out of a plan-layout buffer (parameters or flows): what
+// compile uses to lay out the initial parameters and what get_params / set_params / to_circuit use.
+#include "pcc/error.h"
+#include "pcc/plan.h"
+
+namespace pcc {
+
+int64_t param_width(Dist d, int64_t num_cats) {
+  switch (d) {
+    case Dist::Categorical: return num_cats;
+    case Dist::Bernoulli: return 2;
+    case Dist::Gaussian: return 3;
+  }
+  return 0;
+}
+
+namespace {
+
+void check_group(const Plan& p, int64_t g) {
+  PCC_CHECK(g >= 0 && g < static_cast<int64_t>(p.param_group_sizes.size()), "parameter group ", g,
+            " does not exist (the plan has ", p.param_group_sizes.size(), ")");
+  PCC_CHECK(p.groups[g].num_nodes > 0, "parameter group ", g, " is not used by the compiled circuit");
+}
+
+}  // namespace
+
+std::vector<float> read_group(const Plan& p, const float* params, int64_t g) {
+  check_group(p, g);
+  std::vector<float> out(p.param_group_sizes[g], 0.0f);
+  for (const ParamRun& r : p.param_map) {
+    if (r.group != g) continue;
+    for (int64_t k = 0; k < r.length; ++k) out[r.ir_offset + k] = params[r.plan_offset + k * r.plan_stride];
+  }
+  return out;
+}
+
+void write_group(const Plan& p, float* params, int64_t g, const std::vector<float>& values) {
+  check_group(p, g);
+  PCC_CHECK(static_cast<int64_t>(values.size()) == p.param_group_sizes[g], "parameter group ", g, " has ",
+            p.param_group_sizes[g], " values, got ", values.size());
+  for (const ParamRun& r : p.param_map) {
+    if (r.group != g) continue;
+    for (int64_t k = 0; k < r.length; ++k) params[r.plan_offset + k * r.plan_stride] = values[r.ir_offset + k];
+  }
+  const GroupLayout& gl = p.groups[g];
+  if (gl.kind == NodeKind::Input && gl.dist == Dist::Bernoulli) {
+    for (int64_t i = 0; i < gl.num_nodes; ++i) {
+      params[gl.base + 2 * i] = static_cast<float>(1.0 - double(params[gl.base + 2 * i + 1]));
+    }
+  }
+}
+
+}  // namespace pcc
