@@ -147,6 +147,13 @@ void bind_ir(py::module_& m) {
              std::copy(p.begin(), p.end(), a.mutable_data());
              return a;
            })
+      .def("set_param_group",
+           [](Circuit& c, int64_t g, py::array_t<float, py::array::c_style | py::array::forcecast> a) {
+             PCC_CHECK(g >= 0 && g < static_cast<int64_t>(c.params.size()), "parameter group ", g, " out of range");
+             PCC_CHECK(static_cast<size_t>(a.size()) == c.params[g].size(), "parameter group ", g, " has ",
+                       c.params[g].size(), " values, got ", a.size());
+             std::copy(a.data(), a.data() + a.size(), c.params[g].begin());
+           })
       .def("verify", [](const Circuit& c) { pcc::verify(c); })
       .def("stats", [](const Circuit& c) { return stats_dict(pcc::circuit_stats(c)); })
       .def("num_vars", [](const Circuit& c) { return pcc::num_vars(c); })

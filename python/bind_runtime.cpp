@@ -7,9 +7,7 @@
 #include "python/bind.h"
 
 namespace pcc_py {
-namespace {
-
-pcc::DType parse_dtype(const std::string& s) {
+pcc::DType dtype_from_name(const std::string& s) {
   static const std::pair<const char*, pcc::DType> table[] = {
       {"bool", pcc::DType::Bool},       {"uint8", pcc::DType::UInt8},     {"int8", pcc::DType::Int8},
       {"int16", pcc::DType::Int16},     {"int32", pcc::DType::Int32},     {"int64", pcc::DType::Int64},
@@ -20,7 +18,7 @@ pcc::DType parse_dtype(const std::string& s) {
   pcc::raise("unsupported input dtype '", s, "'");
 }
 
-pcc::TensorRef matrix(uintptr_t ptr, pcc::DType t, int64_t rows, int64_t cols) {
+pcc::TensorRef matrix_ref(uintptr_t ptr, pcc::DType t, int64_t rows, int64_t cols) {
   pcc::TensorRef r;
   r.data = reinterpret_cast<void*>(ptr);
   r.dtype = t;
@@ -32,8 +30,6 @@ pcc::TensorRef matrix(uintptr_t ptr, pcc::DType t, int64_t rows, int64_t cols) {
   return r;
 }
 
-}  // namespace
-
 void bind_runtime(py::module_& m) {
   m.def(
       "cpu_forward",
@@ -42,8 +38,8 @@ void bind_runtime(py::module_& m) {
         pcc::ForwardArgs a;
         a.plan = &plan;
         a.params = reinterpret_cast<const float*>(params);
-        a.x = matrix(x, parse_dtype(x_dtype), batch, plan.num_vars);
-        if (missing) a.missing = matrix(missing, pcc::DType::Bool, batch, plan.num_vars);
+        a.x = matrix_ref(x, dtype_from_name(x_dtype), batch, plan.num_vars);
+        if (missing) a.missing = matrix_ref(missing, pcc::DType::Bool, batch, plan.num_vars);
         a.values = reinterpret_cast<float*>(values);
         a.out = reinterpret_cast<float*>(out);
         a.batch = batch;

@@ -71,7 +71,8 @@ void validate_group(const Plan& p, size_t gi) {
   PCC_CHECK(g.block_size >= 1 && g.child_block_size >= 1 && g.block_size <= (INT64_MAX / g.child_block_size),
             "invalid plan: ", at, ": block sizes ", g.block_size, " x ", g.child_block_size);
   const int64_t blocks = static_cast<int64_t>(g.block_start.size()) - 1;
-  PCC_CHECK(blocks >= 1 && g.num_nodes <= blocks * g.block_size && g.num_nodes > (blocks - 1) * g.block_size,
+  PCC_CHECK(blocks >= 1 && g.block_size <= INT64_MAX / blocks && g.num_nodes <= blocks * g.block_size &&
+                g.num_nodes > (blocks - 1) * g.block_size,
             "invalid plan: ", at, ": ", blocks, " sum blocks of ", g.block_size, " for ", g.num_nodes, " nodes");
   PCC_CHECK(g.block_start[0] == 0 && g.block_start[blocks] == static_cast<int64_t>(g.block_offsets.size()),
             "invalid plan: ", at, ": block_start does not span block_offsets");

@@ -2,6 +2,7 @@
 // whole batch on the values buffer [num_rows, batch]; forward.cpp calls them layer by layer.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "pcc/plan.h"
 #include "pcc/tensor.h"
@@ -19,6 +20,29 @@ void product_forward(const ProductPartition& p, float* values, int64_t batch);
 
 // Each block's rows <- log sum_k W_k exp(child block k), stable (max-shifted) log-sum-exp.
 void sum_forward(const SumPartition& s, const float* params, float* values, int64_t batch);
+
+// Backward (flow) ops, run by cpu_backward over the layers in reverse. `flows` is [num_rows, batch]
+// like `values`; each op reads the flows of its own rows (complete by then) and adds to its
+// children's rows. Parameter flows are added (+=) into param_flows (plan parameter layout).
+
+// Children's flows += each node's flow (product nodes pass their flow unchanged).
+void product_backward(const ProductPartition& p, float* flows, int64_t batch);
+
+// Child flows += f_r W[r, c] exp(v_c - v_r) per (block row r, child c), and param_flows of every
+// weight slot += its sum over the batch. Rows whose value is -inf pass nothing.
+void sum_backward(const SumPartition& s, const float* params, const float* values, float* flows,
+                  float* param_flows, int64_t batch);
+
+// E-step statistics of every input node of one input layer from its flows (backend.h: BackwardArgs).
+void input_backward(const Layer& layer, const float* params, const TensorRef& x,
+                    const TensorRef& missing, const float* flows, float* param_flows, int64_t batch);
+
+// A per-node unit of parameter work for cpu_normalize / cpu_log_params / cpu_em_update /
+// cpu_param_grads: group g, and either sum block `lo` (sum groups) or input nodes [lo, hi).
+struct ParamUnit {
+  int64_t group = 0, lo = 0, hi = 0;
+};
+std::vector<ParamUnit> param_units(const Plan& p);
 
 // Calls f(T{}) with T the C++ type of dtype t (bool read as uint8_t).
 template <class F>

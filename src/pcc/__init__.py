@@ -8,9 +8,12 @@ from .errors import Error
 from .nodes import NodeVector, InputVector, ProductVector, SumVector, inputs, multiply, summate
 from .serialize import save, load
 from . import reference
+from . import _C
 from .model import TensorCircuit, compile
 from .threads import set_num_threads, get_num_threads, cuda_available
 from . import structures, datasets
+
+GAUSSIAN_MIN_STD = _C.GAUSSIAN_MIN_STD  # Gaussian stds never go below this in em_step
 
 __version__ = "0.1.0"
 
@@ -18,5 +21,5 @@ __all__ = [
     "Error", "dists", "reference", "structures", "datasets",
     "NodeVector", "InputVector", "ProductVector", "SumVector", "inputs", "multiply", "summate",
     "save", "load", "TensorCircuit", "compile",
-    "set_num_threads", "get_num_threads", "cuda_available",
+    "set_num_threads", "get_num_threads", "cuda_available", "GAUSSIAN_MIN_STD",
 ]

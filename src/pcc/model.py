@@ -1,16 +1,26 @@
 """`pcc.compile` and `pcc.TensorCircuit`: a compiled circuit as a `torch.nn.Module`.
 
-The module owns the plan (the C++ compiler's output) and the parameter buffer in the plan's layout
-(a registered buffer, so it moves with `.to()` and lives in `state_dict`). A forward pass allocates
-the node-value workspace with torch, hands raw pointers to the backend and frees the workspace on
-return: nothing is kept between calls.
+The module owns the plan (the C++ compiler's output) and one `nn.Parameter`, `log_params`, holding
+every parameter in the plan's layout as a log-parameter (log mixture weights, log category
+probabilities, Gaussian mean and log-std); the forward normalizes them. Learning:
+
+* EM (the default): `zero_flows()`, `model(x).sum().backward()` (flows accumulate over calls, always
+  those of the batch's summed log-likelihood, whatever the loss's scale), `em_step(step_size,
+  pseudocount)`. `log_params` does not require grad, so no `.grad` is allocated.
+* Gradients: after `requires_grad_(True)`, backward also fills `log_params.grad` exactly, so any torch
+  optimizer trains the model.
+
+A forward pass allocates the node-value workspace with torch and hands raw pointers to the backend;
+under `torch.no_grad()` it is freed on return, otherwise it is kept for the backward pass.
 """
+import numpy as np
 import torch
 from torch import nn
 
-from . import _C
+from . import _C, dists
 from .errors import Error
-from .serialize import to_ir
+from .nodes import InputVector, SumVector, summate
+from .serialize import from_ir, to_ir
 
 __all__ = ["TensorCircuit", "compile"]
 
@@ -20,18 +30,69 @@ _DTYPE_NAMES = {
 }
 
 
+def _ptr(t):
+    return t.data_ptr() if t is not None else 0
+
+
+class _CircuitFunction(torch.autograd.Function):
+    """log p(x) of every root node; the backward accumulates EM flows and, when asked, gradients."""
+
+    @staticmethod
+    def forward(ctx, model, x, missing, log_params, anchor):
+        params = model._normalized()
+        batch = x.shape[0]
+        out = torch.empty(batch, model.num_root_nodes, dtype=torch.float32)
+        values = torch.empty(model._plan.num_rows, batch, dtype=torch.float32)
+        _C.cpu_forward(model._plan, params.data_ptr(), x.data_ptr(), _DTYPE_NAMES[x.dtype], batch,
+                       _ptr(missing), values.data_ptr(), out.data_ptr())
+        ctx.model = model
+        ctx.save_for_backward(x, missing, values, params)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        model = ctx.model
+        x, missing, values, params = ctx.saved_tensors
+        g = grad_out.contiguous().float()
+        want_grad = ctx.needs_input_grad[3]
+        # EM statistics always come from flows of the summed log-likelihood (root flow 1). With a
+        # loss whose gradient is the same constant c for every sample (sum, mean), the gradient's
+        # statistics are c times those: one pass serves both.
+        stats = model._backward(x, missing, values, params, torch.ones_like(g))
+        model.param_flows += stats
+        grad = None
+        if want_grad:
+            c = g.reshape(-1)[0] if g.numel() else torch.tensor(0.0)
+            if g.numel() and torch.all(g == c):
+                gstats = stats.mul_(c)
+            else:
+                gstats = model._backward(x, missing, values, params, g)
+            grad = torch.zeros_like(params)
+            _C.cpu_param_grads(model._plan, params.data_ptr(), gstats.data_ptr(), grad.data_ptr())
+        return None, None, None, grad, None
+
+
 class TensorCircuit(nn.Module):
     """A compiled probabilistic circuit. Call it on `x` `[B, num_vars]` to get log p(x).
 
-    Build one with `pcc.compile(root)`. The parameters live in the buffer `params` (plan layout);
-    `stats()` describes the circuit as built, `report()` the compiled plan.
+    Build one with `pcc.compile(root)`. `stats()` describes the circuit as built, `report()` the
+    compiled plan; `get_params(ns)` / `set_params(ns, ...)` read and write the parameters of a node
+    vector of the circuit, `to_circuit()` returns the circuit with the current parameters.
     """
 
-    def __init__(self, root, plan, device="cpu"):
+    def __init__(self, root, plan, group_ids, device="cpu"):
         super().__init__()
         self.root = root
         self._plan = plan
-        self.register_buffer("params", torch.from_numpy(plan.params()))
+        self._group_ids = group_ids
+        params = torch.from_numpy(plan.params())
+        log_params = torch.empty_like(params)
+        _C.cpu_log_params(plan, params.data_ptr(), log_params.data_ptr())
+        self.log_params = nn.Parameter(log_params, requires_grad=False)
+        self.register_buffer("param_flows", torch.zeros_like(params), persistent=False)
+        # Gives outputs a graph in EM mode (no parameter requires grad); never receives a gradient.
+        self._anchor = torch.zeros((), requires_grad=True)
+        self._cache = (None, None)  # (log_params version key, normalized params)
         self.to(device)
 
     # ---- what the circuit is ----
@@ -73,7 +134,7 @@ class TensorCircuit(nn.Module):
 
     @property
     def device(self):
-        return self.params.device
+        return self.log_params.device
 
     # ---- running it ----
     def forward(self, x, missing=None):
@@ -84,18 +145,125 @@ class TensorCircuit(nn.Module):
         """
         x = self._check_x(x)
         missing = self._check_missing(missing, x)
-        batch = x.shape[0]
-        out = torch.empty(batch, self.num_root_nodes, dtype=torch.float32, device=self.device)
-        if batch > 0:
-            if self.device.type != "cpu":
-                raise Error(f"no backend for device {self.device} in this build")
-            values = torch.empty(self._plan.num_rows, batch, dtype=torch.float32)
-            _C.cpu_forward(self._plan, self.params.data_ptr(), x.data_ptr(), _DTYPE_NAMES[x.dtype], batch,
-                           missing.data_ptr() if missing is not None else 0, values.data_ptr(),
-                           out.data_ptr())
-            del values
+        if self.device.type != "cpu":
+            raise Error(f"no backend for device {self.device} in this build")
+        if x.shape[0] == 0:
+            out = torch.empty(0, self.num_root_nodes)
+        elif torch.is_grad_enabled():
+            out = _CircuitFunction.apply(self, x, missing, self.log_params, self._anchor)
+        else:
+            with torch.no_grad():
+                out = _CircuitFunction.forward(_NoCtx(), self, x, missing, self.log_params, None)
         return out[:, 0] if self.num_root_nodes == 1 else out
 
+    def _normalized(self):
+        """Parameters in linear space from log_params, recomputed only after log_params changed."""
+        key = (self.log_params.data_ptr(), self.log_params._version)
+        if self._cache[0] != key:
+            lp = self.log_params.detach()
+            params = torch.empty_like(lp)
+            _C.cpu_normalize(self._plan, lp.data_ptr(), params.data_ptr())
+            self._cache = (key, params)
+        return self._cache[1]
+
+    def _backward(self, x, missing, values, params, root_flow):
+        stats = torch.zeros_like(params)
+        flows = torch.empty_like(values)
+        _C.cpu_backward(self._plan, params.data_ptr(), x.data_ptr(), _DTYPE_NAMES[x.dtype], x.shape[0],
+                        _ptr(missing), values.data_ptr(), root_flow.data_ptr(), flows.data_ptr(),
+                        stats.data_ptr())
+        return stats
+
+    # ---- learning ----
+    def zero_flows(self):
+        """Forget the flows accumulated by backward passes since the last `em_step`."""
+        self.param_flows.zero_()
+
+    @torch.no_grad()
+    def em_step(self, step_size=1.0, pseudocount=0.0):
+        """One EM update of every sum node and input distribution from the accumulated flows, then
+        zero the flows. theta <- (1 - s) theta + s (F + a/K) / (sum F + a) (DESIGN.md); Gaussians take
+        the flow-weighted mean and variance mixed with step s, std floored at
+        `pcc.GAUSSIAN_MIN_STD`. step_size 1 over one full pass is exact full-batch EM."""
+        step_size, pseudocount = float(step_size), float(pseudocount)
+        if not 0.0 <= step_size <= 1.0:
+            raise Error(f"em_step: step_size must be in [0, 1], got {step_size}")
+        if not pseudocount >= 0.0 or not np.isfinite(pseudocount):
+            raise Error(f"em_step: pseudocount must be a finite number >= 0, got {pseudocount}")
+        params = self._normalized().clone()
+        _C.cpu_em_update(self._plan, params.data_ptr(), self.param_flows.data_ptr(), step_size, pseudocount)
+        self._set_params(params)
+        self.zero_flows()
+
+    def _set_params(self, params):
+        """log_params <- log(params) in place (optimizers keep their state), cache refreshed."""
+        lp = torch.empty_like(params)
+        _C.cpu_log_params(self._plan, params.data_ptr(), lp.data_ptr())
+        self.log_params.copy_(lp)
+        self._cache = (None, None)
+
+    # ---- parameters in the circuit's own layouts ----
+    def _group(self, ns):
+        g = self._group_ids.get(id(getattr(ns, "param_group", None)))
+        if g is None:
+            raise Error(f"{ns!r} has no parameters in this model (not an input or sum vector of its circuit)")
+        return g
+
+    @torch.no_grad()
+    def get_params(self, ns):
+        """Current parameters of node vector `ns`, normalized, in its constructor's layout: sums
+        `[num_nodes, C]`, `[E]` or `[E, b, b]`; inputs a dict: {"probs"} (Categorical `[n, K]`,
+        Bernoulli `[n]` = P(x=1)) or {"mean", "std"} (Gaussian)."""
+        g = self._group(ns)
+        flat = torch.from_numpy(_C.read_group(self._plan, self._normalized().data_ptr(), g))
+        shape = ns.param_group.values.shape
+        if isinstance(ns, SumVector):
+            return flat.reshape(shape)
+        if ns.dist.name == "gaussian":
+            return {"mean": flat[:ns.num_nodes].clone(), "std": flat[ns.num_nodes:].clone()}
+        return {"probs": flat.reshape(shape)}
+
+    @torch.no_grad()
+    def set_params(self, ns, params=None, **dist_params):
+        """Set the parameters of `ns` in the layout `get_params` returns: sums `set_params(ns, w)`
+        (normalized per sum node), inputs `set_params(ns, probs=...)` or `(ns, mean=..., std=...)`.
+        Tied vectors share the new values. Validated like the constructors."""
+        g = self._group(ns)
+        if isinstance(ns, SumVector):
+            if params is None or dist_params:
+                raise Error("set_params: a sum vector takes one array of weights")
+            block = ns.block_size if ns.form == "block" else None
+            edges = None if ns.form == "dense" else ns.edges
+            values = summate(*ns.children, num_nodes=ns.num_nodes, edges=edges, params=params,
+                             block_size=block).param_group.values
+        else:
+            if params is not None:
+                raise Error("set_params: pass input parameters by name (probs=..., mean=..., std=...)")
+            current = self.get_params(ns)
+            unknown = set(dist_params) - set(current)
+            if unknown:
+                raise Error(f"set_params: {ns.dist.name} has parameters {sorted(current)}, got {sorted(unknown)}")
+            merged = {**current, **dist_params}
+            if ns.dist.name == "categorical":
+                dist = dists.Categorical(ns.dist.num_cats, **merged)
+            else:
+                dist = dists.Bernoulli(**merged) if ns.dist.name == "bernoulli" else dists.Gaussian(**merged)
+            values = dist.init_params(ns.num_nodes)
+        params_now = self._normalized().clone()
+        _C.write_group(self._plan, params_now.data_ptr(), g, np.ascontiguousarray(values, np.float32).ravel())
+        self._set_params(params_now)
+
+    @torch.no_grad()
+    def to_circuit(self):
+        """The circuit (a new root node vector) with this model's current parameters; ties kept."""
+        ids = {}
+        circuit = to_ir(self.root, ids)
+        params = self._normalized()
+        for g in set(ids.values()):
+            circuit.set_param_group(g, _C.read_group(self._plan, params.data_ptr(), g))
+        return from_ir(circuit)
+
+    # ---- checks ----
     def _check_x(self, x):
         if not isinstance(x, torch.Tensor):
             raise Error(f"x: expected a torch.Tensor, got {type(x).__name__}")
@@ -107,7 +275,7 @@ class TensorCircuit(nn.Module):
             raise Error(f"x: complex dtype {x.dtype} is not supported")
         if x.dtype not in _DTYPE_NAMES:
             x = x.to(torch.float32 if x.is_floating_point() else torch.int64)
-        return x.contiguous()
+        return x.detach().contiguous()
 
     def _check_missing(self, missing, x):
         if missing is None:
@@ -119,13 +287,20 @@ class TensorCircuit(nn.Module):
         if tuple(missing.shape) != tuple(x.shape):
             raise Error(f"missing: expected shape {list(x.shape)} (same as x), got {list(missing.shape)}")
         if missing.device != x.device:
-            raise Error(f"missing is on {missing.device} but x is on {x.device}")
-        return missing.contiguous()
+            raise Error(f"missing is on device {missing.device} but x is on device {x.device}")
+        return missing.detach().contiguous()
 
     def extra_repr(self):
         s = self._plan.stats
         return (f"num_vars={self.num_vars}, nodes={self.num_nodes}, sum_edges={s['sum_edges']}, "
                 f"root_nodes={self.num_root_nodes}")
+
+
+class _NoCtx:
+    """Stands in for autograd's ctx when the forward runs without building a graph."""
+
+    def save_for_backward(self, *tensors):
+        pass
 
 
 def compile(root, block_size=None, device="cpu", max_partitions=4):
@@ -146,5 +321,6 @@ def compile(root, block_size=None, device="cpu", max_partitions=4):
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1 \
                 or block_size & (block_size - 1):
             raise Error(f"block_size: expected a power of two, got {block_size!r}")
-    plan = _C.compile(to_ir(root), block_size=block_size or 0, max_partitions=max_partitions)
-    return TensorCircuit(root, plan, device)
+    group_ids = {}
+    plan = _C.compile(to_ir(root, group_ids), block_size=block_size or 0, max_partitions=max_partitions)
+    return TensorCircuit(root, plan, group_ids, device)

@@ -1,11 +1,13 @@
 """The float64 learning oracle: flows, EM updates, and a torch log-likelihood for exact gradients.
 
-Re-exported by `pcc.reference`; the compiled model's backward, `em_step` and `.grad`s are tested against
-it (issue 3), so its definitions below are the contract the C++ and CUDA backends reproduce. Like the
-forward oracle it works one node vector at a time in float64 and reuses that forward (`_forward`).
+Re-exported by `pcc.reference`; the compiled model's backward, `em_step` and `.grad`s are tested
+against it (issue 3), so its definitions below are the contract the C++ and CUDA backends reproduce.
+Like the forward oracle it works one node vector at a time in float64 and reuses that forward
+(`_forward`). The NumPy parts use the stored float32 parameters as they are (rows sum to 1 within
+~1e-7); `log_likelihood_torch` renormalizes them in float64, so the two agree to about 1e-7 relative.
 
-Definitions. For a batch x_1..x_B and a root vector of R nodes, L = sum_b sum_r log v_r(x_b) (the summed
-log-likelihood of every root node; samples where a root node's log-likelihood is -inf contribute
+Definitions. For a batch x_1..x_B and a root vector of R nodes, L = sum_b sum_r log v_r(x_b) (the
+summed log-likelihood of every root node; samples where a root node's log-likelihood is -inf contribute
 nothing to that node's flows, since d log 0 is undefined).
 - Node flow F(n) = dL / d log v(n), summed over the batch. Computed top-down per sample: a root node
   has flow 1; a product passes its flow unchanged to the child nodes it multiplies; a sum node i passes
@@ -14,8 +16,8 @@ nothing to that node's flows, since d log 0 is undefined).
 - Parameter flows (expected counts) in the constructor's layout:
   sums: per edge, the sum of the above edge terms over the batch: dense [n, C], sparse [E], block
   [E, b, b]; per sum node they add up to the node's flow.
-  Categorical [n, K] / Bernoulli [n, 2] (column 1 is x = 1): count[i, k] = sum_b f_b(i) [x_b = k], where
-  a missing x_b counts f_b(i) * p_i(k) instead (the E-step marginalizes it under the node's own
+  Categorical [n, K] / Bernoulli [n, 2] (column 1 is x = 1): count[i, k] = sum_b f_b(i) [x_b = k],
+  where a missing x_b counts f_b(i) * p_i(k) instead (the E-step marginalizes it under the node's own
   current distribution).
   Gaussian [3, n]: rows sum_b f_b, sum_b f_b x_b, sum_b f_b x_b^2, where a missing x_b contributes
   f_b * mean and f_b * (mean^2 + std^2) (the moments under the node's own distribution).
@@ -37,7 +39,8 @@ nothing to that node's flows, since d log 0 is undefined).
   as log [1 - p, p], Gaussian mean and log-std) which `log_likelihood_torch` normalizes in its forward
   (log-softmax per sum node over its edges, per categorical node over categories). Their gradients
   follow from the flows: dL/dlog w_e = F_e - w_e F(i), dL/dlog p_ik = count_ik - p_ik F(i),
-  dL/dmean = (sum F x - mean N) / std^2, dL/dlog std = (sum F x^2 - 2 mean sum F x + mean^2 N) / std^2 - N
+  dL/dmean = (sum F x - mean N) / std^2,
+  dL/dlog std = (sum F x^2 - 2 mean sum F x + mean^2 N) / std^2 - N
   (summed over tied vectors); tests/python/test_reference_em.py checks these identities with autograd.
 """
 import math
@@ -145,7 +148,7 @@ def _sum_flows(v, fv, values):
 
 
 def _category_probs(v):
-    """float64 [n, K] category probabilities of a Categorical or Bernoulli vector (Bernoulli: [1-p, p])."""
+    """float64 [n, K] probabilities of a Categorical or Bernoulli vector (Bernoulli: [1-p, p])."""
     p = v.params.astype(np.float64)
     return np.stack([1.0 - p, p], axis=1) if v.dist.name == "bernoulli" else p
 
@@ -322,7 +325,7 @@ def _params_of(params, v):
 
 
 def _segment_logsumexp(vals, seg, size):
-    """[B, size]: log-sum-exp of the columns of vals [B, P] with seg == c, -inf where none is finite."""
+    """[B, size]: log-sum-exp of the columns of vals [B, P] with seg == c (-inf if none finite)."""
     batch = vals.shape[0]
     idx = seg.expand(batch, -1)
     # The shift cancels out of the value, so it is a constant for autograd (no amax subgradient).

@@ -26,11 +26,15 @@ def _ext():
     return _C
 
 
-def to_ir(root):
-    """The `_C.Circuit` of the DAG reachable from `root` (children before parents, ties kept)."""
+def to_ir(root, group_ids=None):
+    """The `_C.Circuit` of the DAG reachable from `root` (children before parents, ties kept).
+
+    If `group_ids` is a dict, it receives {id(ParamGroup): IR parameter group index}.
+    """
     _C = _ext()
     circuit = _C.Circuit()
-    ids, groups = {}, {}
+    ids = {}
+    groups = {} if group_ids is None else group_ids
 
     def group_id(group):
         g = groups.get(id(group))
@@ -113,8 +117,9 @@ def from_ir(circuit):
 def save(root, path):
     """Write `root` (a node vector, or anything with `to_circuit()`, e.g. a TensorCircuit) to a
     `.pcir` file; float32 parameters are stored bit-exact."""
-    circuit = root.to_circuit() if hasattr(root, "to_circuit") else to_ir(root)
-    circuit.save(os.fspath(path))
+    if hasattr(root, "to_circuit"):
+        root = root.to_circuit()
+    to_ir(root).save(os.fspath(path))
 
 
 def load(path):

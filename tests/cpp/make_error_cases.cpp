@@ -196,7 +196,26 @@ int main(int argc, char** argv) {
     p = tiny_plan();
     p.layers[0].inputs[0].param_offset[1] = 100;
     emit("plan_bad_param_offset.pcplan", serialize_plan(p),
-         "invalid plan: input group 0 of layer 0: node 1 reads parameters 100 + 2 of 8");
+         "invalid plan: input group 0 of layer 0: node 1 reads parameters 100 + 2 of 10");
+    p = tiny_plan();
+    p.param_valid.pop_back();
+    emit("plan_param_valid_size.pcplan", serialize_plan(p), "invalid plan: param_valid has 9 entries for 10 parameters");
+    p = tiny_plan();
+    p.groups[1].base = 8;
+    emit("plan_group_slots.pcplan", serialize_plan(p),
+         "invalid plan: parameter group 1: slots 8 + 2 x 2 outside the 10 parameters");
+    p = tiny_plan();
+    p.groups[2].block_start = {0, 2};
+    emit("plan_group_block_start.pcplan", serialize_plan(p),
+         "invalid plan: parameter group 2: block_start does not span block_offsets");
+    p = tiny_plan();
+    SumPartition& s = p.layers[2].sums[0];  // two blocks on one weight matrix, marked disjoint
+    s.num_blocks = 2;
+    s.out_rows = {7, 8};
+    s.child_rows = {5, 5};
+    s.weight_offsets = {8, 8};
+    emit("plan_shared_weights.pcplan", serialize_plan(p),
+         "invalid plan: sum partition 0 of layer 2: disjoint_weights is set but two blocks share a weight matrix");
   }
   std::printf("wrote %d error cases to %s\n", written, out_dir.c_str());
   return 0;

@@ -52,6 +52,7 @@ struct Builder {
   int64_t params(const std::vector<float>& v) {
     int64_t off = static_cast<int64_t>(p.params.size());
     p.params.insert(p.params.end(), v.begin(), v.end());
+    p.param_valid.resize(p.params.size(), 1);
     return off;
   }
   void limit(int64_t var, int64_t lim) {
@@ -75,13 +76,17 @@ struct Builder {
           double s = 0;
           for (int64_t c = 0; c < cats; ++c) w.push_back(float(uni(0.05, 1))), s += w.back();
           for (auto& x : w) x = float(x / s);
-        } else if (d == Dist::Bernoulli) {
-          w.push_back(float(uni(0.05, 0.95)));
-        } else {
+        } else if (d == Dist::Bernoulli) {  // two slots (P(x=0), P(x=1)) = (1 - p, p)
+          const float pr = float(uni(0.05, 0.95));
+          w.push_back(float(1.0 - double(pr)));
+          w.push_back(pr);
+        } else {  // three slots (mean, std, spare 0)
           w.push_back(float(uni(-1, 1)));
           w.push_back(float(uni(0.5, 2)));
+          w.push_back(0.0f);
         }
         g.param_offset.push_back(params(w));
+        if (d == Dist::Gaussian) p.param_valid[g.param_offset.back() + 2] = 0;  // the spare slot
         g.num_cats.push_back(d == Dist::Categorical ? cats : d == Dist::Bernoulli ? 2 : 0);
         limit(v, d == Dist::Gaussian ? 0 : g.num_cats.back());
       }
@@ -288,7 +293,7 @@ std::vector<double> reference(const Plan& p, const std::vector<double>& x,
           } else if (g.dist == Dist::Categorical) {
             r = std::log(double(w[o + int64_t(xv)]));
           } else if (g.dist == Dist::Bernoulli) {
-            r = xv != 0 ? std::log(double(w[o])) : std::log(1 - double(w[o]));
+            r = std::log(double(w[o + (xv != 0 ? 1 : 0)]));  // slots (P(x=0), P(x=1))
           } else {
             double z = (xv - w[o]) / w[o + 1];
             r = -0.5 * z * z - std::log(double(w[o + 1])) - 0.5 * std::log(2 * M_PI);
@@ -398,6 +403,7 @@ void compare(const std::vector<float>& got, const std::vector<double>& ref, cons
 }
 
 void check_plan(const Plan& p, const char* name) {
+  validate_plan(p);  // the hand-built plan follows the plan rules (slot widths included)
   const int64_t nv = p.num_vars;
   for (int64_t batch : {1, 5, 64, 150}) {
     std::vector<double> x = random_x(p, batch);

@@ -114,6 +114,14 @@ int main() {
   rejects([](Plan& p) { p.groups[2].block_start = {0, 2}; }, "parameter group 2: block_start does not span block_offsets");
   rejects([](Plan& p) { p.groups[2].block_start = {1, 1}; }, "parameter group 2: block_start does not span block_offsets");
   rejects([](Plan& p) { p.groups[2].block_start = {0, 1, 1}; }, "parameter group 2: 2 sum blocks of 1 for 1 nodes");
+  rejects(
+      [](Plan& p) {  // 5 x 2^62 wraps around int64: must not slip through as 2^62
+        p.groups[2].block_size = int64_t(1) << 62;
+        p.groups[2].child_block_size = 1;
+        p.groups[2].block_start = {0, 0, 0, 0, 0, 0};
+        p.groups[2].block_offsets.clear();
+      },
+      "parameter group 2: 5 sum blocks of 4611686018427387904 for 1 nodes");
   rejects([](Plan& p) { p.groups[2].child_block_size = 0; }, "parameter group 2: block sizes 1 x 0");
   rejects([](Plan& p) { p.groups[2].kind = NodeKind::Product; }, "parameter group 2: a product group");
   rejects([](Plan& p) { p.layers[2].sums[0].disjoint_weights = 2; }, "disjoint_weights is 2");

@@ -11,6 +11,89 @@ using namespace pcc_test;
 
 namespace {
 
+int g_tied_partitions = 0;  // sum partitions seen holding two tied vectors
+
+// The group layouts, param_valid and disjoint_weights against the IR.
+void check_groups(const Circuit& c, const pcc::Plan& p) {
+  const std::vector<bool> live = pcc::reachable(c);
+  CHECK_EQ(p.groups.size(), c.params.size());
+  CHECK_EQ(p.param_valid.size(), p.params.size());
+  std::vector<bool> used(c.params.size(), false);
+  for (size_t v = 0; v < c.nodes.size(); ++v) {
+    if (live[v] && c.nodes[v].params >= 0) used[c.nodes[v].params] = true;
+  }
+  int64_t real_slots = 0;
+  std::vector<uint8_t> expect_valid(p.params.size(), 0);
+  for (const pcc::ParamRun& r : p.param_map) {
+    for (int64_t k = 0; k < r.length; ++k) expect_valid[r.plan_offset + k * r.plan_stride] = 1;
+  }
+  for (size_t v = 0; v < c.nodes.size(); ++v) {
+    const NodeVector& nv = c.nodes[v];
+    if (!live[v] || nv.params < 0) continue;
+    const pcc::GroupLayout& gl = p.groups[nv.params];
+    CHECK(gl.kind == nv.kind);
+    CHECK_EQ(gl.num_nodes, nv.num_nodes);
+    if (nv.kind != NodeKind::Input) continue;
+    CHECK(gl.dist == nv.dist);
+    CHECK_EQ(gl.width, pcc::param_width(nv.dist, nv.num_cats));
+    for (int64_t i = 0; i < gl.num_nodes; ++i) {
+      const int64_t o = gl.base + i * gl.width;
+      if (nv.dist == Dist::Bernoulli) {  // (1 - p, p), both real
+        CHECK(p.params[o + 1] == c.params[nv.params][i]);
+        CHECK(p.params[o] == static_cast<float>(1.0 - double(p.params[o + 1])));
+        expect_valid[o] = 1;
+      } else if (nv.dist == Dist::Gaussian) {  // (mean, std, spare)
+        CHECK(p.params[o] == c.params[nv.params][i]);
+        CHECK(p.params[o + 1] == c.params[nv.params][nv.num_nodes + i]);
+        CHECK(p.params[o + 2] == 0.0f);
+        CHECK_EQ(p.param_valid[o + 2], 0);
+      }
+    }
+  }
+  for (size_t g = 0; g < c.params.size(); ++g) {
+    if (!used[g]) {
+      CHECK_EQ(p.groups[g].num_nodes, 0);
+      CHECK_THROWS(pcc::read_group(p, p.params.data(), static_cast<int64_t>(g)), "not used");
+      continue;
+    }
+    CHECK(pcc::read_group(p, p.params.data(), static_cast<int64_t>(g)) == c.params[g]);
+    real_slots += static_cast<int64_t>(c.params[g].size());
+    if (p.groups[g].kind == NodeKind::Input && p.groups[g].dist == Dist::Bernoulli) real_slots += p.groups[g].num_nodes;
+  }
+  CHECK(p.param_valid == expect_valid);
+  int64_t valid = 0;
+  for (uint8_t b : p.param_valid) valid += b;
+  CHECK_EQ(valid, real_slots);
+  // write_group round-trips every group (complements included) into a fresh buffer.
+  std::vector<float> copy(p.params.size(), 0.0f);
+  for (size_t g = 0; g < c.params.size(); ++g) {
+    if (used[g]) pcc::write_group(p, copy.data(), static_cast<int64_t>(g), c.params[g]);
+  }
+  for (size_t k = 0; k < copy.size(); ++k) {
+    if (p.param_valid[k]) CHECK(copy[k] == p.params[k]);
+  }
+  // disjoint_weights is 0 exactly for the sum partitions holding two vectors of one group.
+  for (const pcc::Layer& l : p.layers) {
+    for (const auto& sp : l.sums) {
+      std::vector<int64_t> groups;
+      for (size_t v = 0; v < c.nodes.size(); ++v) {
+        const int64_t r = p.vector_rows[v];
+        if (r < 0 || c.nodes[v].kind != NodeKind::Sum) continue;
+        for (int64_t o : sp.out_rows) {
+          if (o < r + c.nodes[v].num_nodes && r < o + sp.block_size) {
+            groups.push_back(c.nodes[v].params);
+            break;
+          }
+        }
+      }
+      std::sort(groups.begin(), groups.end());
+      const bool tied = std::adjacent_find(groups.begin(), groups.end()) != groups.end();
+      g_tied_partitions += tied;
+      CHECK_EQ(sp.disjoint_weights, tied ? 0 : 1);
+    }
+  }
+}
+
 void check_plan(const Circuit& c, const pcc::Plan& p) {
   std::vector<int> owner(p.num_rows, -1);
   owner[pcc::Plan::kOneRow] = owner[pcc::Plan::kZeroRow] = -2;
@@ -56,6 +139,7 @@ void check_plan(const Circuit& c, const pcc::Plan& p) {
   }
   CHECK_EQ(p.root_row, p.vector_rows[c.root]);
   CHECK_EQ(p.num_root_nodes, c.nodes[c.root].num_nodes);
+  check_groups(c, p);
 }
 
 }  // namespace
@@ -89,6 +173,27 @@ int main() {
     CHECK_EQ(p.vector_rows[unused], -1);
     // Variable 5 is read only by the unreachable vector, so the plan has two variables.
     CHECK((p.var_limit == std::vector<int64_t>{2, 2}));
+    CHECK(g_tied_partitions >= 1);  // s1 and s2 (tied) share a partition
+  }
+  {  // Tied Bernoulli and Gaussian inputs: one copy of their slots, shared offsets.
+    Builder b;
+    const int64_t gb = b.group(probabilities(4, 3));
+    const int64_t gg = b.group(gaussian(4));
+    const int64_t x0 = b.input(0, 4, Dist::Bernoulli, 0, gb);
+    const int64_t x1 = b.input(1, 4, Dist::Bernoulli, 0, gb);
+    const int64_t y2 = b.input(2, 4, Dist::Gaussian, 0, gg);
+    const int64_t y3 = b.input(3, 4, Dist::Gaussian, 0, gg);
+    const int64_t p = b.product({x0, x1, y2, y3}, 4);
+    b.sum({p}, 2, SumForm::Dense, b.group(normalized(2, 4)));
+    const pcc::Plan plan = pcc::compile(b.c);
+    check_plan(b.c, plan);
+    CHECK_EQ(static_cast<int64_t>(plan.params.size()), 4 * 2 + 4 * 3 + 2 * 4);
+  }
+  for (SumForm form : {SumForm::Dense, SumForm::Sparse}) {  // the two_products circuits
+    const Circuit c = form == SumForm::Dense
+                          ? two_products(SumForm::Dense, {}, normalized(2, 8))
+                          : two_products(SumForm::Sparse, {0, 0, 1, /**/ 0, 5, 3}, {0.5f, 0.5f, 1});
+    check_plan(c, pcc::compile(c));
   }
   return report("test_plan_memory");
 }

@@ -1,0 +1,198 @@
+"""Learning on the CPU backend against the float64 oracle (pcc.reference): flows and EM, gradients,
+EM monotonicity, deep circuits. Random circuits and inputs are fresh every run.
+
+Tolerances: EM parameters within 1e-4 absolute; gradients within 1e-4 * max(1, |g|) (float32 sums of
+float32 flows against float64 autograd); EM never lowers the training log-likelihood by more than
+1e-5 relative.
+"""
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pcc
+from pcc.nodes import InputVector, SumVector, topological_order
+
+from circuits import random_circuits, random_inputs
+
+SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def learnable(root):
+    seen, out = set(), []
+    for v in topological_order(root):
+        if isinstance(v, (InputVector, SumVector)) and id(v.param_group) not in seen:
+            seen.add(id(v.param_group))
+            out.append(v)
+    return out
+
+
+def assert_params_close(model, expected, atol=1e-4):
+    for v, want in expected.items():
+        got = model.get_params(v)
+        if isinstance(want, dict):
+            for k in want:
+                np.testing.assert_allclose(got[k].numpy(), want[k], atol=atol, err_msg=f"{v!r} {k}")
+        else:
+            np.testing.assert_allclose(got.numpy(), want, atol=atol, err_msg=repr(v))
+
+
+@SETTINGS
+@given(data=st.data())
+def test_em_step_matches_reference(data):
+    root = data.draw(random_circuits())
+    x, missing = data.draw(random_inputs(root, max_batch=12))
+    step = data.draw(st.sampled_from([1.0, 0.5, 0.1]))
+    a = data.draw(st.sampled_from([0.0, 0.1, 2.0]))
+    loss_of = data.draw(st.sampled_from(["sum", "mean", "neg_mean"]))
+    model = pcc.compile(root)
+    model.zero_flows()
+    lls = model(x, missing)
+    loss = {"sum": lls.sum(), "mean": lls.mean(), "neg_mean": -lls.mean()}[loss_of]
+    loss.backward()  # EM flows are those of the summed log-likelihood whatever the loss's scale
+    assert model.log_params.grad is None
+    model.em_step(step_size=step, pseudocount=a)
+    expected = pcc.reference.em_step(root, x, missing, step_size=step, pseudocount=a)
+    assert_params_close(model, expected)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_gradients_match_reference_autograd(data):
+    root = data.draw(random_circuits())
+    x, missing = data.draw(random_inputs(root, max_batch=10))
+    weights = torch.from_numpy(np.random.default_rng(data.draw(st.integers(0, 2**31))).normal(
+        size=(x.shape[0],) + ((root.num_nodes,) if root.num_nodes > 1 else ())))
+    uniform = data.draw(st.booleans())
+    model = pcc.compile(root).requires_grad_(True)
+    lls = model(x, missing)
+    loss = (-lls.mean()) if uniform else (lls.double() * weights).sum()
+    loss.backward()
+    ref_params = pcc.reference.log_params(root)
+    ref_lls = pcc.reference.log_likelihood_torch(root, x, missing, params=ref_params)
+    ref_loss = (-ref_lls.mean()) if uniform else (ref_lls * weights).sum()
+    ref_loss.backward()
+    grad = model.log_params.grad
+    plan = model.plan
+    for v in learnable(root):
+        g = model._group(v)
+        ref = ref_params[v]
+        if isinstance(v, SumVector):
+            got = pcc._C.read_group(plan, grad.data_ptr(), g).reshape(v.param_group.values.shape)
+            want = ref["log_weights"].grad.numpy()
+        else:
+            slots = pcc._C.input_slots(plan, grad.data_ptr(), g)
+            if v.dist.name == "gaussian":
+                got = slots[:, :2].T.copy()
+                want = np.stack([ref["mean"].grad.numpy(), ref["log_std"].grad.numpy()])
+            else:
+                got, want = slots, ref["log_probs"].grad.numpy()
+        tol = 1e-4 * np.maximum(1.0, np.abs(want))
+        assert np.all(np.abs(got - want) <= tol), f"{v!r}\n{got}\n{want}"
+
+
+def full_batch_em(model, x, iters, missing=None):
+    lls = []
+    for _ in range(iters):
+        model.zero_flows()
+        ll = model(x, missing)
+        ll.sum().backward()
+        lls.append(float(ll.double().sum()))
+        model.em_step(1.0, 0.0)
+    with torch.no_grad():
+        lls.append(float(model(x, missing).double().sum()))
+    return lls
+
+
+def assert_monotone(lls):
+    for a, b in zip(lls, lls[1:]):
+        assert b >= a - 1e-5 * abs(a), lls
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_full_batch_em_never_lowers_the_likelihood(data):
+    root = data.draw(random_circuits(discrete_only=True, max_root_nodes=1))
+    x, missing = data.draw(random_inputs(root, max_batch=30))
+    assert_monotone(full_batch_em(pcc.compile(root), x, 6, missing))
+
+
+def test_em_on_digits_is_monotone():
+    torch.manual_seed(0)
+    data = pcc.datasets.digits()
+    root = pcc.structures.HCLT(data.train, num_latents=8)
+    assert_monotone(full_batch_em(pcc.compile(root), data.train, 8))
+
+
+def test_a_circuit_200_layers_deep_trains_without_nan():
+    torch.manual_seed(0)
+    num_vars, k = 100, 4
+    node = pcc.inputs(0, k, pcc.dists.Categorical(num_cats=3))
+    for v in range(1, num_vars):  # a chain: each step adds a product layer and a sum layer
+        node = pcc.summate(pcc.multiply(node, pcc.inputs(v, k, pcc.dists.Categorical(num_cats=3))),
+                           num_nodes=k if v < num_vars - 1 else 1)
+    model = pcc.compile(node)
+    assert model.plan.summary()["layers"] >= 199
+    x = torch.randint(0, 3, (64, num_vars))
+    lls = full_batch_em(model, x, 4)
+    assert np.all(np.isfinite(lls))
+    assert_monotone(lls)
+    for v in learnable(node):
+        p = model.get_params(v)
+        for t in (p.values() if isinstance(p, dict) else [p]):
+            assert torch.isfinite(t).all()
+
+
+def test_adam_trains(tmp_path):
+    torch.manual_seed(0)
+    data = pcc.datasets.digits()
+    model = pcc.compile(pcc.structures.HCLT(data.train, num_latents=8)).requires_grad_(True)
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    with torch.no_grad():
+        before = float(model(data.train).mean())
+    for _ in range(20):
+        opt.zero_grad()
+        loss = -model(data.train).mean()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(model(data.train).mean())
+    assert after > before + 1.0
+
+
+def test_params_round_trip_and_to_circuit(tmp_path):
+    torch.manual_seed(3)
+    a = pcc.inputs(0, 3, pcc.dists.Categorical(num_cats=4))
+    b = pcc.inputs(1, 3, pcc.dists.Bernoulli())
+    g = pcc.inputs(2, 3, pcc.dists.Gaussian())
+    s = pcc.summate(pcc.multiply(a, b, g), num_nodes=2)
+    root = pcc.summate(s, num_nodes=1)
+    model = pcc.compile(root)
+    w = torch.rand(2, 3) + 0.1
+    model.set_params(s, w)
+    np.testing.assert_allclose(model.get_params(s).numpy(), (w / w.sum(1, keepdim=True)).numpy(), rtol=1e-6)
+    model.set_params(b, probs=torch.tensor([0.2, 0.5, 0.9]))
+    np.testing.assert_allclose(model.get_params(b)["probs"].numpy(), [0.2, 0.5, 0.9], rtol=1e-6)
+    model.set_params(g, mean=torch.tensor([1.0, 2.0, 3.0]))
+    np.testing.assert_allclose(model.get_params(g)["mean"].numpy(), [1, 2, 3])
+    with pytest.raises(pcc.Error):
+        model.set_params(s, -w)
+    with pytest.raises(pcc.Error):
+        model.set_params(b, probs=torch.tensor([0.2, 1.5, 0.9]))
+    x = torch.tensor([[1, 0, 0.3], [3, 1, -2.0]])
+    back = model.to_circuit()
+    np.testing.assert_allclose(pcc.reference.log_likelihood(back, x), model(x).detach().double().numpy(),
+                               rtol=1e-5, atol=1e-5)
+    pcc.save(model, tmp_path / "m.pcir")
+    np.testing.assert_allclose(pcc.compile(pcc.load(tmp_path / "m.pcir"))(x).detach().numpy(),
+                               model(x).detach().numpy(), rtol=1e-6)
+    sd = model.state_dict()
+    assert list(sd) == ["log_params"]
+    other = pcc.compile(root)
+    other.load_state_dict(sd)
+    assert torch.equal(other(x), model(x))
+
+
+def test_gaussian_min_std_matches_reference():
+    assert pcc.GAUSSIAN_MIN_STD == pcc.reference.GAUSSIAN_MIN_STD
