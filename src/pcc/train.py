@@ -29,7 +29,6 @@ evaluated after the epoch.
 structure arguments or data differ from the ones asked for.
 """
 import math
-import os
 import time
 from pathlib import Path
 

@@ -3,7 +3,7 @@ EM monotonicity, deep circuits. Random circuits and inputs are fresh every run.
 
 Tolerances: EM parameters within 1e-4 absolute; gradients within 1e-4 * max(1, |g|) (float32 sums of
 float32 flows against float64 autograd); EM never lowers the training log-likelihood by more than
-1e-5 relative.
+1e-5 relative (1e-5 absolute near 0).
 """
 import numpy as np
 import pytest
@@ -98,7 +98,7 @@ def full_batch_em(model, x, iters, missing=None):
         model.zero_flows()
         ll = model(x, missing)
         ll.sum().backward()
-        lls.append(float(ll.double().sum()))
+        lls.append(float(ll.detach().double().sum()))
         model.em_step(1.0, 0.0)
     with torch.no_grad():
         lls.append(float(model(x, missing).double().sum()))
@@ -106,8 +106,9 @@ def full_batch_em(model, x, iters, missing=None):
 
 
 def assert_monotone(lls):
+    # 1e-5 relative; near a log-likelihood of 0 (probability 1) float32 rounding needs a 1e-5 floor.
     for a, b in zip(lls, lls[1:]):
-        assert b >= a - 1e-5 * abs(a), lls
+        assert b >= a - 1e-5 * max(abs(a), 1.0), lls
 
 
 @settings(max_examples=25, deadline=None)

@@ -3,7 +3,6 @@ the one-line errors for bad checkpoints and bad data. Tiny settings (digits, few
 import hashlib
 import json
 import math
-import zipfile
 
 import numpy as np
 import pytest
