@@ -35,6 +35,20 @@ def structures(args):
         lambda b: torch.randint(0, 33279, (b, 32))
 
 
+def machine():
+    """CPU model and memory, from /proc where it exists (Linux), else platform's guess."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+        with open("/proc/meminfo") as f:
+            kb = int(next(l.split()[1] for l in f if l.startswith("MemTotal")))
+        name += f" ({platform.machine()}), {kb / 2**20:.0f} GiB RAM"
+    except (OSError, StopIteration, ValueError):
+        pass
+    return name
+
+
 def median_time(fn, reps):
     times = []
     for _ in range(reps):
@@ -72,10 +86,15 @@ def main():
             f"| forward samples/s (batch {args.batch}) | sum GFLOP/s |\n|---|---|---|---|---|---|---|\n")
     body = "".join(f"| {r[0]} | {r[1]:,} | {r[2]:,} | {r[3]:.2f} | {r[4]:.2f} | {r[5]:,.0f} | {r[6]:.1f} |\n"
                    for r in rows)
-    env = (f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-           f"{pcc.get_num_threads()} pcc threads; python {platform.python_version()}, torch {torch.__version__}\n")
+    env = (f"machine: {machine()}, {os.cpu_count()} cores, {pcc.get_num_threads()} pcc threads; "
+           f"python {platform.python_version()}, torch {torch.__version__}; "
+           f"{time.strftime('%Y-%m-%d %H:%M %Z')}\n")
     cmd = "command: `python " + " ".join(sys.argv) + "`\n\n"
-    table = cmd + env + "\n" + head + body
+    hclt = [r for r in rows if r[0].startswith("HCLT")]
+    note = "".join(f"\nHCLT(784 vars, 256 latents, {r[1]:,} sum edges) compile time: {r[4]:.2f} s (median of 3); "
+                   f"the issue asks for under 5 s on this 2-core machine: {'met' if r[4] < 5 else 'NOT met'}.\n"
+                   for r in hclt)
+    table = cmd + env + "\n" + head + body + note
     print(table)
     if args.out:
         tmp = args.out + ".tmp"

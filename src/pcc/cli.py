@@ -2,7 +2,7 @@
 package).
 
     pcc demo [--latents K] [--threads N]   HCLT on scikit-learn's digits: compile, report, evaluate
-    pcc train [--structure hclt|pd|rat|hmm] [--dataset digits|mnist5k|debd:NAME] [--data-root DIR]
+    pcc train [--structure hclt|pd|rat|hmm|factorized] [--dataset digits|mnist5k|debd:NAME] [--data-root DIR]
               [--latents K] [--epochs N] [--batch-size B] [--optimizer em|adam] [--step-size S]
               [--pseudocount A] [--lr LR] [--seed N] [--device cpu|cuda] [--threads N] [--out DIR]
               [--resume]                   train (no arguments: HCLT on digits, 5 epochs, runs/hclt-digits)
@@ -103,7 +103,8 @@ def _eval(args):
 def _add_train_args(t):
     from .train import DEFAULTS as D
 
-    t.add_argument("--structure", choices=("hclt", "pd", "rat", "hmm"), default=D["structure"])
+    t.add_argument("--structure", choices=("hclt", "pd", "rat", "hmm", "factorized"), default=D["structure"],
+                   help="factorized: the fully factorized baseline (one categorical per variable)")
     t.add_argument("--dataset", default=D["dataset"], help="digits, mnist5k or debd:NAME (default digits)")
     t.add_argument("--data-root", default=None, help="folder of the DEBD files (default $PCC_DATA_ROOT or ./data)")
     t.add_argument("--latents", type=int, default=D["latents"], help="nodes per latent/region vector")

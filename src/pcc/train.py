@@ -14,6 +14,8 @@ Structures (built from the training split; `--latents K` nodes per latent/region
   `--rat-repetitions` are given (binary splits; depth 4 gives 16 leaf regions per repetition).
 - hmm: `HMM` that reads each row as one sequence of length num_vars with num_emits = num_cats
   (homogeneous: emissions and transitions tied across steps).
+- factorized: the fully factorized baseline: one input vector of 1 node per variable, multiplied into
+  a 1-node root product (no sum nodes; `--latents` is ignored). EM updates its categoricals.
 
 Learning: `em` (default) is PyJuice's mini-batch EM: per mini-batch `zero_flows()`,
 `model(x).sum().backward()`, `em_step(step_size, pseudocount)`. `adam`: `requires_grad_(True)`,
@@ -52,7 +54,7 @@ DEFAULTS = {
     "seed": 0, "device": "cpu", "threads": 0, "out": None, "resume": False,
     "pd_interval": None, "rat_depth": None, "rat_repetitions": None, "progress": True,
 }
-STRUCTURES = ("hclt", "pd", "rat", "hmm")
+STRUCTURES = ("hclt", "pd", "rat", "hmm", "factorized")
 OPTIMIZERS = ("em", "adam")
 # Arguments that define the circuit and the learning problem: a resumed run must agree on them.
 MATCH_KEYS = ("structure", "dataset", "latents", "optimizer", "pd_interval", "rat_depth",
@@ -118,7 +120,7 @@ def _resolve_structure_args(c, data):
 def build_structure(c, data):
     """The circuit (one root node) that config `c` asks for, built from `data`'s training split."""
     from . import dists, structures
-    from .nodes import summate
+    from .nodes import inputs, multiply, summate
 
     torch.manual_seed(int(c["seed"]))
     k, dist = int(c["latents"]), dists.Categorical(num_cats=data.num_cats)
@@ -131,8 +133,10 @@ def build_structure(c, data):
     elif s == "rat":
         root = structures.RAT_SPN(data.num_vars, num_latents=k, depth=c["rat_depth"],
                                   num_repetitions=c["rat_repetitions"], input_dist=dist)
-    else:
+    elif s == "hmm":
         root = structures.HMM(data.num_vars, num_latents=k, num_emits=data.num_cats)
+    else:  # factorized
+        root = multiply(*[inputs(v, num_nodes=1, dist=dist) for v in range(data.num_vars)])
     if root.num_nodes != 1:
         root = summate(root, num_nodes=1)
     return root

@@ -1,0 +1,79 @@
+// The device-side view of a Plan: its index arrays copied into one caller-owned device buffer (int32
+// rows and counts, int64 parameter offsets), plus the derived indexes the kernels need and the plan
+// does not store (transposed sum connectivity for gather-style backward passes, per-node parameter
+// units, disjointness flags). Built on the host by cuda_upload_plan (device_plan.cu).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "pcc/cuda.h"
+#include "pcc/plan.h"
+
+namespace pcc {
+namespace cuda {
+
+struct DevInputGroup {
+  Dist dist = Dist::Categorical;
+  int64_t row_start = 0, num_nodes = 0;
+  const int32_t* var = nullptr;           // [num_nodes]
+  const int64_t* param_offset = nullptr;  // [num_nodes]
+  const int32_t* num_cats = nullptr;      // [num_nodes]
+};
+
+struct DevProduct {
+  int64_t row_start = 0, num_nodes = 0;
+  int32_t fanin = 0;
+  const int32_t* child_rows = nullptr;  // [num_nodes * fanin]
+  // 1 when no child row other than the constant rows appears twice in the partition: the backward
+  // may add flows with plain stores; otherwise it uses atomics.
+  int32_t children_disjoint = 1;
+};
+
+struct DevSum {
+  int32_t block_size = 1, child_block_size = 1, fanin = 0;
+  int64_t num_blocks = 0;
+  const int32_t* out_rows = nullptr;        // [num_blocks]
+  const int32_t* child_rows = nullptr;      // [num_blocks * fanin], -1 = padding
+  const int64_t* weight_offsets = nullptr;  // [num_blocks * fanin], -1 = padding
+  int32_t disjoint_weights = 1;             // as SumPartition::disjoint_weights
+  // Transposed connectivity: the distinct child blocks this partition reads, and for each the
+  // entries (i * fanin + f) that read it, so a backward kernel can own a child block and gather.
+  int64_t num_child_blocks = 0;
+  const int32_t* child_block_rows = nullptr;     // [num_child_blocks]: first row of the child block
+  const int32_t* child_block_start = nullptr;    // [num_child_blocks + 1]: CSR into child_block_entries
+  const int32_t* child_block_entries = nullptr;  // entries i * fanin + f
+};
+
+struct DevLayer {
+  LayerKind kind = LayerKind::Input;
+  std::vector<DevInputGroup> inputs;
+  std::vector<DevProduct> products;
+  std::vector<DevSum> sums;
+};
+
+}  // namespace cuda
+
+struct CudaPlan {
+  const Plan* plan = nullptr;
+  int device = 0;
+  std::vector<cuda::DevLayer> layers;
+  const int64_t* pad_ranges = nullptr;  // [2 * num_pad_ranges]: (first row, count)
+  int64_t num_pad_ranges = 0;
+  const int64_t* var_limit = nullptr;   // [num_vars]
+  int32_t* error = nullptr;             // device scratch for validation verdicts (kErrorInts ints)
+  // Per-node parameter units for normalize / log_params / EM / grads (built by device_plan.cu; their
+  // layout is private to params.cu).
+  const int64_t* units = nullptr;
+  int64_t num_units = 0;
+  const int64_t* unit_blocks = nullptr;  // sum units: weight block offsets, CSR'd by the units
+  const uint8_t* param_valid = nullptr;
+  int64_t num_params = 0;
+};
+
+namespace cuda {
+constexpr int kErrorInts = 8;
+}  // namespace cuda
+
+}  // namespace pcc

@@ -1,0 +1,39 @@
+// Launchers of the CUDA backend's small ops (one .cu file each): input validation, input layers,
+// product layers, forward and backward. The sum layers have their own headers.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <vector>
+
+#include "cuda/device_plan.cuh"
+#include "pcc/tensor.h"
+
+namespace pcc {
+namespace cuda {
+
+// validate.cu: checks x [batch, num_vars] (contiguous, dtype t) against var_limit where not missing;
+// throws pcc::Error naming the first bad entry (synchronizes the stream).
+void validate_inputs(const CudaPlan& cp, const void* x, DType t, const uint8_t* missing, int64_t batch,
+                     cudaStream_t stream);
+// input_forward.cu / input_backward.cu
+void input_forward(const DevInputGroup& g, const float* params, const void* x, DType t, const uint8_t* missing,
+                   int64_t num_vars, float* values, int64_t batch, cudaStream_t stream);
+void input_backward(const DevInputGroup& g, const float* params, const void* x, DType t,
+                    const uint8_t* missing, int64_t num_vars, const float* flows, float* param_flows,
+                    int64_t batch, cudaStream_t stream);
+// product_forward.cu / product_backward.cu
+void product_forward(const DevProduct& p, float* values, int64_t batch, cudaStream_t stream);
+// Children's flow rows += each product node's flow row (parents and children share the buffer).
+void product_backward(const DevProduct& p, float* flows, int64_t batch, cudaStream_t stream);
+
+// params.cu: per-node parameter work over the units device_plan.cu uploaded.
+void build_param_units(const Plan& p, std::vector<int64_t>& units, std::vector<int64_t>& unit_blocks);
+void normalize(const CudaPlan& cp, const float* log_params, float* params, cudaStream_t stream);
+void log_params(const CudaPlan& cp, const float* params, float* log_params, cudaStream_t stream);
+void em_update(const CudaPlan& cp, float* params, const float* param_flows, double step, double pseudocount,
+               cudaStream_t stream);
+void param_grads(const CudaPlan& cp, const float* params, const float* param_flows, float* grad,
+                 cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace pcc

@@ -1,0 +1,35 @@
+// The CUDA backend's entry points. Everything runs on the caller's stream (a cudaStream_t passed as
+// void*) over device buffers the caller owns: the core allocates no device memory. The plan's index
+// arrays live in one caller-allocated device buffer of cuda_plan_bytes(plan) bytes, filled by
+// cuda_upload_plan. In builds without CUDA these functions throw pcc::Error.
+#pragma once
+#include <cstdint>
+#include <memory>
+
+#include "pcc/backend.h"
+#include "pcc/plan.h"
+
+namespace pcc {
+
+// Precision of the sum layers' matrix products (inputs to the tensor cores); accumulation is float32.
+enum class Precision : uint8_t { TF32 = 0, BF16 = 1 };
+
+struct CudaPlan;  // the device-side view of a plan (csrc/cuda/device_plan.cuh)
+
+int64_t cuda_plan_bytes(const Plan& p);
+// Copies the plan's index arrays into `device_buffer` (cuda_plan_bytes bytes on device `device`) and
+// returns the view the kernels use. The Plan must outlive the returned object.
+std::shared_ptr<CudaPlan> cuda_upload_plan(const Plan& p, void* device_buffer, int device, void* stream);
+
+// As the CPU functions of backend.h, on device buffers. The forward validates x on the device and
+// throws pcc::Error naming the first bad entry (it synchronizes the stream to read the verdict).
+void cuda_forward(const CudaPlan& cp, const ForwardArgs& a, Precision precision, void* stream);
+void cuda_backward(const CudaPlan& cp, const BackwardArgs& a, void* stream);
+void cuda_normalize(const CudaPlan& cp, const float* log_params, float* params, void* stream);
+void cuda_log_params(const CudaPlan& cp, const float* params, float* log_params, void* stream);
+void cuda_em_update(const CudaPlan& cp, float* params, const float* param_flows, double step_size,
+                    double pseudocount, void* stream);
+void cuda_param_grads(const CudaPlan& cp, const float* params, const float* param_flows, float* grad,
+                      void* stream);
+
+}  // namespace pcc
