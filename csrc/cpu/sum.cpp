@@ -1,5 +1,8 @@
 // Sum layer forward: per sum block, out = log sum_k W_k exp(child block k), computed stably as
 // m + log(sum_k W_k exp(child_k - m)) with m the per-column max over all (non-padding) child rows.
+// That shift is shared by the block's rows, so a row whose nonzero-weight children all lie far below
+// m (the max coming from a child it gives zero weight, e.g. in padded sparse blocks) gets a tiny or
+// underflowed sum; such outputs (sum < kTrustedSum) are recomputed with the row's own shift.
 //
 // Work items are (batch tile of kTile columns, block) pairs, split statically over threads; each
 // output is computed by one item in a fixed order, so results do not depend on the thread count. An
@@ -89,6 +92,53 @@ PCC_INLINE void fill_e(const SumPartition& s, const float* values, int64_t batch
   }
 }
 
+// Sums below this are not trusted to the shared shift: exp8 flushes terms below exp(-87) to 0, so a
+// row whose own largest term sits far below the block's max m loses accuracy (or underflows to 0 and
+// reads -inf) although its true value is finite. Above it, the flushed terms are < 1e-8 relative.
+constexpr float kTrustedSum = 1e-30f;
+
+// The exact path for lanes `bad` of output row r, columns col .. col + ncols (ncols may exceed 8, or
+// be <= 0 when the vector lies past the batch): log sum W exp(v) shifted by the row's own max over
+// its nonzero-weight children, so no term it needs underflows. -inf where all of them are -inf.
+PCC_INLINE void exact_lanes(const SumPartition& s, const float* params, const float* values,
+                            int64_t batch, int64_t blk, int64_t r, const int64_t* crow,
+                            const int64_t* live, int64_t nlive, int64_t col, int ncols, v8i bad,
+                            v8f& res) {
+  if (ncols <= 0) return;  // nothing of this vector is stored
+  const int64_t cb = s.child_block_size, fanin = s.fanin;
+  v8f mr = splat(kNegInf);
+  bool any_w = false;
+  for (int64_t q = 0; q < nlive; ++q) {
+    const int64_t k = live[q];
+    const float* w = params + s.weight_offsets[blk * fanin + k] + r * cb;
+    const float* vrow = values + crow[k] * batch + col;
+    for (int64_t c = 0; c < cb; ++c) {
+      if (w[c] == 0.0f) continue;
+      any_w = true;
+      const v8f v = load_part(vrow + c * batch, ncols, kNegInf);
+      mr = v > mr ? v : mr;
+    }
+  }
+  v8i fin = mr > splat(kNegInf);
+  bool any_fin = false;
+  for (int l = 0; l < 8; ++l) any_fin |= (fin[l] & bad[l]) != 0;
+  v8f a = splat(0.0f);
+  if (any_w && any_fin) {
+    const v8f sh = fin ? mr : splat(0.0f);
+    for (int64_t q = 0; q < nlive; ++q) {
+      const int64_t k = live[q];
+      const float* w = params + s.weight_offsets[blk * fanin + k] + r * cb;
+      const float* vrow = values + crow[k] * batch + col;
+      for (int64_t c = 0; c < cb; ++c) {
+        if (w[c] == 0.0f) continue;
+        a += w[c] * exp8(load_part(vrow + c * batch, ncols, kNegInf) - sh);
+      }
+    }
+  }
+  for (int l = 0; l < std::min(8, ncols); ++l)
+    if (bad[l]) res[l] = fin[l] ? static_cast<float>(std::log(double(a[l])) + double(mr[l])) : kNegInf;
+}
+
 PCC_CPU_CLONES
 void sum_items(const SumPartition& s, const float* params, float* values, int64_t batch,
                int64_t begin, int64_t end, Scratch& sc) {
@@ -151,13 +201,13 @@ void sum_items(const SumPartition& s, const float* params, float* values, int64_
       v8f res[kTV];
       for (int j = 0; j < kTV; ++j) {
         const v8f a = acc[r * kTV + j];
-        v8i ok = (a >= splat(FLT_MIN)) & (a <= splat(FLT_MAX));
+        v8i ok = (a >= splat(kTrustedSum)) & (a <= splat(FLT_MAX));
         res[j] = log8(a) + m[j];
         bool all_ok = true;
         for (int l = 0; l < 8; ++l) all_ok &= ok[l] != 0;
-        if (!all_ok)
-          for (int l = 0; l < 8; ++l)
-            if (!ok[l]) res[j][l] = std::log(a[l]) + m[j][l];
+        if (!all_ok)  // rare: tiny (possibly underflowed), overflowed or NaN sums
+          exact_lanes(s, params, values, batch, blk, r, crow, sc.live.data(), nlive, t0 + 8 * j,
+                      cols - 8 * j, ~ok, res[j]);
       }
       if (cols == kTile) {
         for (int j = 0; j < kTV; ++j) storeu(out + 8 * j, res[j]);

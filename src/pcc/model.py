@@ -20,19 +20,10 @@ from torch import nn
 from . import _C, dists
 from .errors import Error
 from .nodes import InputVector, SumVector, summate
+from .backends import DTYPE_NAMES, PRECISIONS, backend_for
 from .serialize import from_ir, to_ir
 
 __all__ = ["TensorCircuit", "compile"]
-
-_DTYPE_NAMES = {
-    torch.bool: "bool", torch.uint8: "uint8", torch.int8: "int8", torch.int16: "int16",
-    torch.int32: "int32", torch.int64: "int64", torch.float32: "float32", torch.float64: "float64",
-}
-
-
-def _ptr(t):
-    return t.data_ptr() if t is not None else 0
-
 
 class _CircuitFunction(torch.autograd.Function):
     """log p(x) of every root node; the backward accumulates EM flows and, when asked, gradients."""
@@ -41,10 +32,9 @@ class _CircuitFunction(torch.autograd.Function):
     def forward(ctx, model, x, missing, log_params, anchor):
         params = model._normalized()
         batch = x.shape[0]
-        out = torch.empty(batch, model.num_root_nodes, dtype=torch.float32)
-        values = torch.empty(model._plan.num_rows, batch, dtype=torch.float32)
-        _C.cpu_forward(model._plan, params.data_ptr(), x.data_ptr(), _DTYPE_NAMES[x.dtype], batch,
-                       _ptr(missing), values.data_ptr(), out.data_ptr())
+        out = torch.empty(batch, model.num_root_nodes, dtype=torch.float32, device=x.device)
+        values = torch.empty(model._plan.num_rows, batch, dtype=torch.float32, device=x.device)
+        model._backend().forward(params, x, missing, values, out, model.precision)
         ctx.model = model
         ctx.save_for_backward(x, missing, values, params)
         return out
@@ -62,13 +52,13 @@ class _CircuitFunction(torch.autograd.Function):
         model.param_flows += stats
         grad = None
         if want_grad:
-            c = g.reshape(-1)[0] if g.numel() else torch.tensor(0.0)
-            if g.numel() and torch.all(g == c):
+            c = g.reshape(-1)[0] if g.numel() else torch.zeros((), device=g.device)
+            if g.numel() and bool(torch.all(g == c)):
                 gstats = stats.mul_(c)
             else:
                 gstats = model._backward(x, missing, values, params, g)
             grad = torch.zeros_like(params)
-            _C.cpu_param_grads(model._plan, params.data_ptr(), gstats.data_ptr(), grad.data_ptr())
+            model._backend().param_grads(params, gstats, grad)
         return None, None, None, grad, None
 
 
@@ -80,11 +70,15 @@ class TensorCircuit(nn.Module):
     vector of the circuit, `to_circuit()` returns the circuit with the current parameters.
     """
 
-    def __init__(self, root, plan, group_ids, device="cpu"):
+    def __init__(self, root, plan, group_ids, device="cpu", precision="tf32"):
         super().__init__()
         self.root = root
         self._plan = plan
         self._group_ids = group_ids
+        if precision not in PRECISIONS:
+            raise Error(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+        self.precision = precision  # of the CUDA sum layers' tensor-core products
+        self._backends = {}
         params = torch.from_numpy(plan.params())
         log_params = torch.empty_like(params)
         _C.cpu_log_params(plan, params.data_ptr(), log_params.data_ptr())
@@ -145,10 +139,8 @@ class TensorCircuit(nn.Module):
         """
         x = self._check_x(x)
         missing = self._check_missing(missing, x)
-        if self.device.type != "cpu":
-            raise Error(f"no backend for device {self.device} in this build")
         if x.shape[0] == 0:
-            out = torch.empty(0, self.num_root_nodes)
+            out = torch.empty(0, self.num_root_nodes, device=self.device)
         elif torch.is_grad_enabled():
             out = _CircuitFunction.apply(self, x, missing, self.log_params, self._anchor)
         else:
@@ -156,22 +148,28 @@ class TensorCircuit(nn.Module):
                 out = _CircuitFunction.forward(_NoCtx(), self, x, missing, self.log_params, None)
         return out[:, 0] if self.num_root_nodes == 1 else out
 
+    def _backend(self):
+        """The runtime for the device the parameters are on (created once per device)."""
+        dev = self.log_params.device
+        b = self._backends.get(dev)
+        if b is None:
+            b = self._backends[dev] = backend_for(self._plan, dev)
+        return b
+
     def _normalized(self):
         """Parameters in linear space from log_params, recomputed only after log_params changed."""
         key = (self.log_params.data_ptr(), self.log_params._version)
         if self._cache[0] != key:
             lp = self.log_params.detach()
             params = torch.empty_like(lp)
-            _C.cpu_normalize(self._plan, lp.data_ptr(), params.data_ptr())
+            self._backend().normalize(lp, params)
             self._cache = (key, params)
         return self._cache[1]
 
     def _backward(self, x, missing, values, params, root_flow):
         stats = torch.zeros_like(params)
         flows = torch.empty_like(values)
-        _C.cpu_backward(self._plan, params.data_ptr(), x.data_ptr(), _DTYPE_NAMES[x.dtype], x.shape[0],
-                        _ptr(missing), values.data_ptr(), root_flow.data_ptr(), flows.data_ptr(),
-                        stats.data_ptr())
+        self._backend().backward(params, x, missing, values, root_flow, flows, stats)
         return stats
 
     # ---- learning ----
@@ -191,14 +189,15 @@ class TensorCircuit(nn.Module):
         if not pseudocount >= 0.0 or not np.isfinite(pseudocount):
             raise Error(f"em_step: pseudocount must be a finite number >= 0, got {pseudocount}")
         params = self._normalized().clone()
-        _C.cpu_em_update(self._plan, params.data_ptr(), self.param_flows.data_ptr(), step_size, pseudocount)
+        self._backend().em_update(params, self.param_flows, step_size, pseudocount)
         self._set_params(params)
         self.zero_flows()
 
     def _set_params(self, params):
         """log_params <- log(params) in place (optimizers keep their state), cache refreshed."""
+        params = params.to(self.device)
         lp = torch.empty_like(params)
-        _C.cpu_log_params(self._plan, params.data_ptr(), lp.data_ptr())
+        self._backend().log_params(params, lp)
         self.log_params.copy_(lp)
         self._cache = (None, None)
 
@@ -215,7 +214,7 @@ class TensorCircuit(nn.Module):
         `[num_nodes, C]`, `[E]` or `[E, b, b]`; inputs a dict: {"probs"} (Categorical `[n, K]`,
         Bernoulli `[n]` = P(x=1)) or {"mean", "std"} (Gaussian)."""
         g = self._group(ns)
-        flat = torch.from_numpy(_C.read_group(self._plan, self._normalized().data_ptr(), g))
+        flat = torch.from_numpy(_C.read_group(self._plan, self._normalized().cpu().data_ptr(), g))
         shape = ns.param_group.values.shape
         if isinstance(ns, SumVector):
             return flat.reshape(shape)
@@ -249,7 +248,7 @@ class TensorCircuit(nn.Module):
             else:
                 dist = dists.Bernoulli(**merged) if ns.dist.name == "bernoulli" else dists.Gaussian(**merged)
             values = dist.init_params(ns.num_nodes)
-        params_now = self._normalized().clone()
+        params_now = self._normalized().cpu().clone()
         _C.write_group(self._plan, params_now.data_ptr(), g, np.ascontiguousarray(values, np.float32).ravel())
         self._set_params(params_now)
 
@@ -258,7 +257,7 @@ class TensorCircuit(nn.Module):
         """The circuit (a new root node vector) with this model's current parameters; ties kept."""
         ids = {}
         circuit = to_ir(self.root, ids)
-        params = self._normalized()
+        params = self._normalized().cpu()
         for g in set(ids.values()):
             circuit.set_param_group(g, _C.read_group(self._plan, params.data_ptr(), g))
         return from_ir(circuit)
@@ -273,7 +272,7 @@ class TensorCircuit(nn.Module):
             raise Error(f"x is on device {x.device} but the model is on device {self.device}; move one of them")
         if x.is_complex():
             raise Error(f"x: complex dtype {x.dtype} is not supported")
-        if x.dtype not in _DTYPE_NAMES:
+        if x.dtype not in DTYPE_NAMES:
             x = x.to(torch.float32 if x.is_floating_point() else torch.int64)
         return x.detach().contiguous()
 
@@ -303,11 +302,13 @@ class _NoCtx:
         pass
 
 
-def compile(root, block_size=None, device="cpu", max_partitions=4):
+def compile(root, block_size=None, device="cpu", precision="tf32", max_partitions=4):
     """Compile the circuit rooted at node vector `root` into a `TensorCircuit` on `device`.
 
     `block_size`: power-of-two upper bound for the node blocks of sum layers (None: chosen per layer
-    from its shape). Raises `pcc.Error` if the circuit is invalid.
+    from its shape). `precision`: inputs of the CUDA sum layers' tensor-core products, "tf32"
+    (default) or "bf16"; accumulation is float32 either way (the CPU backend is float32 throughout).
+    Raises `pcc.Error` if the circuit is invalid.
     """
     try:
         device = torch.device(device)
@@ -317,10 +318,12 @@ def compile(root, block_size=None, device="cpu", max_partitions=4):
         raise Error(f"device: expected 'cpu' or 'cuda', got {device}")
     if device.type == "cuda" and not _C.cuda_available():
         raise Error("device 'cuda' was requested but no CUDA device is available to pcc")
+    if precision not in PRECISIONS:
+        raise Error(f"precision: expected one of {PRECISIONS}, got {precision!r}")
     if block_size is not None:
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1 \
                 or block_size & (block_size - 1):
             raise Error(f"block_size: expected a power of two, got {block_size!r}")
     group_ids = {}
     plan = _C.compile(to_ir(root, group_ids), block_size=block_size or 0, max_partitions=max_partitions)
-    return TensorCircuit(root, plan, group_ids, device)
+    return TensorCircuit(root, plan, group_ids, device, precision)

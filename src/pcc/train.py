@@ -289,7 +289,8 @@ def train(cfg=None, log=print):
     eval_bs = max(bs, 512)
     s = model.stats()
     log(f"data      {data.describe()}")
-    log(f"model     {c['structure']}, {c['latents']} latents: {model.num_nodes:,} nodes, "
+    latents = "" if c["structure"] == "factorized" else f", {c['latents']} latents"
+    log(f"model     {c['structure']}{latents}: {model.num_nodes:,} nodes, "
         f"{s['sum_edges']:,} sum edges, {model.num_params:,} parameters; "
         f"{c['optimizer']}" + (f" (step size {c['step_size']}, pseudocount {c['pseudocount']})"
                                if c["optimizer"] == "em" else f" (lr {c['lr']})")

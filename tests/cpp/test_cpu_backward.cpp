@@ -707,6 +707,71 @@ void test_extreme_shift() {
   std::printf("extreme shift: exact path ok\n");
 }
 
+// A node-level sparse sum compiled into 4 x 4 blocks padded with zero weights, over Gaussians whose
+// log-values lie hundreds of nats apart: most rows read only children far below their block's max
+// (it comes from a child they give zero weight). The forward must give each row its exact finite
+// value (it once underflowed to -inf there), and the backward the exact flows: the rows' m - v reach
+// hundreds of nats, beyond the fast path's shift guard. Multi-root, so every row carries flow.
+void test_spread_sparse() {
+  for (double gap : {100.0, 1000.0}) {
+    Builder b;
+    const int64_t n = 16, ns = 12;
+    std::vector<float> gp(2 * n);
+    for (int64_t i = 0; i < n; ++i) {
+      gp[i] = float((randint(2) ? 1 : -1) * std::sqrt(2 * uni(0, gap)));
+      gp[n + i] = 1.0f;
+    }
+    const int64_t g = b.input(0, n, Dist::Gaussian, 0, b.group(gp));
+    std::vector<int64_t> src, dst, node;
+    std::vector<double> w;
+    for (int64_t i = 0; i < ns; ++i) {
+      const int64_t deg = 1 + randint(3);
+      for (int64_t e = 0; e < deg; ++e) {
+        const int64_t c = randint(n);
+        bool dup = false;
+        for (size_t k = 0; k < src.size(); ++k) dup |= src[k] == i && dst[k] == c;
+        if (dup) continue;
+        src.push_back(i), dst.push_back(c), node.push_back(i), w.push_back(uni(0.1, 1.0));
+      }
+    }
+    std::vector<int64_t> edges = src;
+    edges.insert(edges.end(), dst.begin(), dst.end());
+    b.sum({g}, ns, SumForm::Sparse, b.group(normalize_rows(w, node, ns)), edges);
+    const Circuit c = b.c;
+    CompileOptions opt;
+    opt.block_size = 4;
+    const Plan plan = compile(c, opt);
+    CHECK(plan.layers.back().sums.at(0).block_size == 4);
+    const std::vector<VarInfo> vars = {{Dist::Gaussian, 0}};
+    const int64_t B = 77;
+    const Data d = make_data(c, vars, B, 0.0);
+    const std::vector<float> rf = root_flows(B, ns, false);
+    const std::string name = "spread sparse gap " + std::to_string(int(gap));
+    const Run r = check_flows(name.c_str(), c, plan, d, rf, 1e-4);
+    const Ref R = reference(c, ir_params(c), d, std::vector<double>(rf.begin(), rf.end()), false);
+    int bad = 0, far = 0;
+    for (int64_t j = 0; j < ns; ++j)
+      for (int64_t t = 0; t < B; ++t) {
+        const double want = R.val[c.root][j * B + t];
+        CHECK(std::isfinite(r.out[t * ns + j]));
+        check_close("value", r.out[t * ns + j], want, 1e-5, bad);
+        far += want < -100;
+      }
+    CHECK(far > 0);
+    if (bad) pcc_test::fail(__FILE__, __LINE__, name + ": values");
+    check_grads(name.c_str(), c, plan, d, rf, r);
+    // Deterministic across thread counts.
+    const int threads = get_num_threads();
+    set_num_threads(1);
+    const Run a = run(plan, plan.params.data(), d, rf);
+    set_num_threads(3);
+    const Run a3 = run(plan, plan.params.data(), d, rf);
+    set_num_threads(threads);
+    CHECK(a.out == a3.out && a.out == r.out && a.flows == a3.flows && a.pflow == a3.pflow);
+  }
+  std::printf("spread sparse sums: values, flows and gradients exact\n");
+}
+
 void test_normalize() {
   const std::vector<VarInfo> vars = random_vars(4, false);
   const Circuit c = random_circuit(vars, 1);
@@ -815,6 +880,7 @@ int main() {
   test_wide();
   test_deep();
   test_extreme_shift();
+  test_spread_sparse();
   test_normalize();
   test_em_monotone();
   return pcc_test::report("test_cpu_backward");

@@ -273,6 +273,54 @@ Plan wide_plan(int64_t N) {
   return B.p;
 }
 
+// Plan 3: sibling log-values hundreds of nats apart inside sum blocks padded with zero weights (what
+// the compiler makes of node-level sparse sums). N Gaussian inputs on variable 0 with std 1 and means
+// sqrt(2 D), D up to `gap` nats, so at x in [-3, 3] the children's log-values spread over ~gap nats;
+// a sum partition of b x cb blocks over them (shared child list: the cached path) where each weight
+// is nonzero with probability `density`, so most rows read only children far below the block's max.
+// A row must still get its exact value (the forward once shifted by the block's max only and gave
+// -inf); rows with no nonzero weight must give -inf. One more block reads a padding child block.
+Plan spread_plan(int64_t N, int64_t b, int64_t cb, double density, double gap) {
+  Builder B(1);
+  Layer in;
+  in.kind = LayerKind::Input;
+  const int64_t ir = B.vec(N, N);
+  in.inputs = {B.inputs(Dist::Gaussian, {0}, N, 0, ir)};
+  for (int64_t i = 0; i < N; ++i) {
+    const int64_t o = in.inputs[0].param_offset[i];
+    B.p.params[o] = float((randint(2) ? 1 : -1) * std::sqrt(2 * uni(0, gap)));
+    B.p.params[o + 1] = 1.0f;
+  }
+  B.p.layers.push_back(in);
+  Layer sum;
+  sum.kind = LayerKind::Sum;
+  const int64_t nout = 2 * N, nblk = nout / b;
+  const int64_t out = B.vec(nout - 1, nout);  // the last row overhangs: zero weights, -inf
+  SumPartition S;
+  S.block_size = b, S.child_block_size = cb, S.fanin = N / cb + 1, S.num_blocks = nblk;
+  for (int64_t blk = 0; blk < nblk; ++blk) {
+    S.out_rows.push_back(out + blk * b);
+    for (int64_t k = 0; k < S.fanin; ++k) {
+      const bool pad = k == S.fanin - 1 || (blk == 1 && k == 0);
+      S.child_rows.push_back(pad ? -1 : ir + k * cb);
+      if (pad) {
+        S.weight_offsets.push_back(-1);
+        continue;
+      }
+      std::vector<float> w(b * cb, 0.0f);
+      for (int64_t r = 0; r < b; ++r)
+        for (int64_t c = 0; c < cb; ++c)
+          if (blk * b + r < nout - 1 && uni(0, 1) < density) w[r * cb + c] = float(uni(0.01, 1));
+      S.weight_offsets.push_back(B.params(w));
+    }
+  }
+  sum.sums = {S};
+  B.p.layers.push_back(sum);
+  B.p.root_row = out;
+  B.p.num_root_nodes = nout;
+  return B.p;
+}
+
 // Straightforward double evaluation of the plan's meaning (plan.h).
 std::vector<double> reference(const Plan& p, const std::vector<double>& x,
                               const std::vector<uint8_t>& miss, int64_t batch) {
@@ -311,15 +359,24 @@ std::vector<double> reference(const Plan& p, const std::vector<double>& x,
       for (int64_t blk = 0; blk < s.num_blocks; ++blk)
         for (int64_t r = 0; r < s.block_size; ++r)
           for (int64_t b = 0; b < batch; ++b) {
-            double acc = 0;
-            for (int64_t k = 0; k < s.fanin; ++k) {
-              int64_t cr = s.child_rows[blk * s.fanin + k];
-              if (cr < 0) continue;
-              const float* W = w.data() + s.weight_offsets[blk * s.fanin + k];
-              for (int64_t c = 0; c < s.child_block_size; ++c)
-                acc += W[r * s.child_block_size + c] * std::exp(val[(cr + c) * batch + b]);
+            // Shifted by this row's own max over its nonzero-weight children, so that log-values
+            // far below 0 (spread_plan: down to ~-1000) do not underflow even in double.
+            double mx = -kInf;
+            for (int pass = 0; pass < 2; ++pass) {
+              double acc = 0;
+              for (int64_t k = 0; k < s.fanin; ++k) {
+                int64_t cr = s.child_rows[blk * s.fanin + k];
+                if (cr < 0) continue;
+                const float* W = w.data() + s.weight_offsets[blk * s.fanin + k];
+                for (int64_t c = 0; c < s.child_block_size; ++c) {
+                  const double wv = W[r * s.child_block_size + c], v = val[(cr + c) * batch + b];
+                  if (wv == 0 || v == -kInf) continue;
+                  if (pass == 0) mx = std::max(mx, v);
+                  else acc += wv * std::exp(v - mx);
+                }
+              }
+              if (pass == 1) val[(s.out_rows[blk] + r) * batch + b] = mx == -kInf ? -kInf : mx + std::log(acc);
             }
-            val[(s.out_rows[blk] + r) * batch + b] = std::log(acc);
           }
   }
   std::vector<double> out(batch * p.num_root_nodes);
@@ -525,6 +582,13 @@ int main() {
   check_plan(small, "small plan");
   Plan wide = wide_plan(2304 + randint(200));
   check_plan(wide, "wide plan");
+  for (auto [b, cb] : {std::pair<int64_t, int64_t>{4, 4}, {8, 2}, {2, 8}, {1, 1}})
+    for (double gap : {100.0, 1000.0}) {
+      Plan sp = spread_plan(32, b, cb, 0.15, gap);
+      const std::string name = "spread plan " + std::to_string(b) + "x" + std::to_string(cb) +
+                               " gap " + std::to_string(int(gap));
+      check_plan(sp, name.c_str());
+    }
   check_errors(small);
   set_num_threads(0);
   CHECK(get_num_threads() >= 1);

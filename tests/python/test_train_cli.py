@@ -304,3 +304,23 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     _one_line_error(capsys, "--step-size")
     assert _train(tmp_path / "r", "--dataset", "nltcs") == 2
     _one_line_error(capsys, "debd:nltcs")
+
+
+def test_factorized_baseline_is_per_variable_em(tmp_path):
+    """`--structure factorized`: one 1-node categorical per variable under a 1-node product root; one
+    full-batch EM step (step size 1) gives the smoothed frequencies (count + a/K) / (n + a)."""
+    out = tmp_path / "fact"
+    assert _train(out, "--structure", "factorized", "--batch-size", "100000", "--step-size", "1",
+                  "--pseudocount", "1") == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["args"]["structure"] == "factorized"
+    assert m["circuit"]["sum_nodes"] == 0 and m["circuit"]["input_nodes"] == 64
+    data = pcc.datasets.digits()
+    train, test = data.train.numpy().astype(np.int64), data.test.numpy().astype(np.int64)
+    k, n = data.num_cats, len(train)
+    counts = np.stack([np.bincount(train[:, v], minlength=k) for v in range(data.num_vars)])
+    probs = (counts + 1.0 / k) / (n + 1.0)
+    want = np.log(probs[np.arange(data.num_vars)[None, :], test]).sum(1).mean()
+    assert abs(m["epochs"][0]["test_ll"] - want) < 1e-3 * max(1.0, abs(want))
+    ck = ckpt.load_checkpoint(out)
+    assert ck.root.num_nodes == 1 and len(ck.root.children) == data.num_vars

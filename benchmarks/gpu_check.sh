@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# One call on the GPU machine: build pcc from source, run the CUDA test suite against the CPU backend,
+# compute-sanitizer (memcheck, racecheck) on a short run, the kernel checks, and print a short table.
+# Usage (device tool): bash benchmarks/gpu_check.sh   [STAGES="build tests sanitize kernels train"]
+set -uo pipefail
+OUT=${OUT:-/tmp/pcc-out}; mkdir -p "$OUT"
+STAGES=${STAGES:-"build tests sanitize kernels"}
+export PYTHONUNBUFFERED=1 CMAKE_BUILD_PARALLEL_LEVEL=16
+declare -A RESULT
+have() { [[ " $STAGES " == *" $1 "* ]]; }
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site
+fi
+if have build; then
+  t=$(date +%s)
+  PCC_CUDA=ON python3 -m pip install --no-build-isolation --no-deps -e . > "$OUT/build.log" 2>&1
+  RESULT[build]="rc=$? $(( $(date +%s) - t ))s"
+  grep -E "spill|registers" build/py*/CMakeFiles/pcc_cuda.dir/*.log 2>/dev/null | head -5
+  tail -3 "$OUT/build.log"
+fi
+if have tests; then
+  python3 -m pytest -q -p no:cacheprovider tests/python/test_cuda.py -x 2>&1 | tee "$OUT/test_cuda.log" | tail -25
+  RESULT[test_cuda]=$(tail -1 "$OUT/test_cuda.log")
+  ctest --test-dir build/py312 -R cuda --output-on-failure > "$OUT/ctest_cuda.log" 2>&1
+  RESULT[ctest_cuda]=$(grep -E "tests passed|tests failed" "$OUT/ctest_cuda.log" | tail -1)
+fi
+if have sanitize; then
+  for tool in memcheck racecheck; do
+    compute-sanitizer --tool $tool --error-exitcode 9 python3 -m pytest -q -p no:cacheprovider \
+      tests/python/test_cuda.py -k "small and tf32" > "$OUT/sanitize_$tool.log" 2>&1
+    RESULT[$tool]="rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize_$tool.log" | tail -1)"
+  done
+fi
+if have kernels; then
+  for f in benchmarks/cuda_sum_forward_bench.cu benchmarks/cuda_sum_backward_check.cu; do
+    [ -f "$f" ] || continue
+    n=$(basename "$f" .cu)
+    nvcc -std=c++17 -O3 -arch=sm_90 -I csrc/include -I csrc "$f" csrc/cuda/sum_*.cu -o "/tmp/$n" > "$OUT/$n.build.log" 2>&1 \
+      && "/tmp/$n" > "$OUT/$n.log" 2>&1
+    RESULT[$n]="rc=$? $(tail -1 "$OUT/$n.log" 2>/dev/null)"
+  done
+fi
+if have train; then
+  for dev in cpu cuda; do
+    pcc train --structure hclt --dataset mnist5k --latents 32 --epochs 3 --device $dev --seed 1 \
+      --no-progress --out "/tmp/train-$dev" > "$OUT/train_$dev.log" 2>&1
+    RESULT[train_$dev]="rc=$?"
+    cp "/tmp/train-$dev/metrics.json" "$OUT/metrics_$dev.json" 2>/dev/null
+  done
+  python3 - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+a, b = (json.load(open(f"{out}/metrics_{d}.json")) for d in ("cpu", "cuda"))
+for ea, eb in zip(a["epochs"], b["epochs"]):
+    rel = abs(ea["test_ll"] - eb["test_ll"]) / abs(ea["test_ll"])
+    print(f"epoch {ea['epoch']}: test ll cpu {ea['test_ll']:.4f} cuda {eb['test_ll']:.4f} rel diff {rel:.2e}")
+PY
+fi
+echo "==== summary ===="
+for k in "${!RESULT[@]}"; do printf '%-28s %s\n' "$k" "${RESULT[$k]}"; done | sort

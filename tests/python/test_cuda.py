@@ -1,0 +1,147 @@
+"""The CUDA backend against the CPU backend (the oracle), on the GPU machine; skipped without a GPU.
+
+Random circuits (tests/python/circuits.py) and the benchmark structures at small sizes, fresh random
+inputs and missing masks every run. Output buffers are poisoned with NaN before each call, so an
+element a kernel fails to write shows up. Tolerances: TF32 log-likelihoods within
+1e-3 * max(1, |ref|), BF16 within 1e-2 * max(1, |ref|); flows and EM parameters within 1e-3
+(relative to the largest flow of the circuit for flows).
+"""
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pcc
+
+from circuits import random_circuits, random_inputs
+
+pytestmark = pytest.mark.skipif(not pcc.cuda_available(), reason="no CUDA device")
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+TOL = {"tf32": 1e-3, "bf16": 1e-2}
+
+
+def poisoned(shape, device):
+    return torch.full(shape, float("nan"), device=device)
+
+
+def forward_poisoned(model, x, missing):
+    """Run the backend directly on NaN-filled buffers: every value row and output must be written."""
+    b = model._backend()
+    values = poisoned((model.plan.num_rows, x.shape[0]), x.device)
+    out = poisoned((x.shape[0], model.num_root_nodes), x.device)
+    b.forward(model._normalized(), x.contiguous(), missing, values, out, model.precision)
+    torch.cuda.synchronize()
+    assert not torch.isnan(values).any(), "a value row was not written"
+    assert not torch.isnan(out).any(), "an output was not written"
+    return out, values
+
+
+def assert_close(got, ref, tol):
+    got, ref = got.double().cpu().numpy(), ref.double().cpu().numpy()
+    assert np.array_equal(np.isfinite(got), np.isfinite(ref))
+    fin = np.isfinite(ref)
+    err = np.abs(got[fin] - ref[fin]) / np.maximum(1.0, np.abs(ref[fin]))
+    assert err.size == 0 or err.max() <= tol, f"max relative error {err.max():.3g}"
+
+
+def check_model(root, x, missing, precision):
+    cpu = pcc.compile(root)
+    gpu = pcc.compile(root, device="cuda", precision=precision)
+    xg = x.cuda()
+    mg = missing.cuda() if missing is not None else None
+    out, _ = forward_poisoned(gpu, xg, mg)
+    with torch.no_grad():
+        ref = cpu(x, missing)
+    assert_close(out.reshape(ref.shape), ref, TOL[precision])
+    # flows and one EM step
+    for m, xx, mm in ((cpu, x, missing), (gpu, xg, mg)):
+        m.zero_flows()
+        m(xx, mm).sum().backward()
+    scale = max(1.0, float(cpu.param_flows.abs().max()))
+    err = float((gpu.param_flows.cpu() - cpu.param_flows).abs().max()) / scale
+    assert err <= TOL[precision], f"parameter flows differ by {err:.3g} (relative to {scale:.3g})"
+    cpu.em_step(0.5, 0.1)
+    gpu.em_step(0.5, 0.1)
+    a, b = cpu._normalized(), gpu._normalized().cpu()
+    assert not torch.isnan(b).any()
+    assert float((a - b).abs().max()) <= TOL[precision]
+
+
+@SETTINGS
+@given(data=st.data())
+def test_random_circuits_tf32(data):
+    root = data.draw(random_circuits())
+    x, missing = data.draw(random_inputs(root, max_batch=70))
+    check_model(root, x, missing, "tf32")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_random_circuits_bf16(data):
+    root = data.draw(random_circuits())
+    x, missing = data.draw(random_inputs(root, max_batch=70))
+    check_model(root, x, missing, "bf16")
+
+
+def small_structures():
+    torch.manual_seed(0)
+    img = torch.randint(0, 16, (256, 64))
+    yield "hclt", pcc.structures.HCLT(img, num_latents=32, input_dist=pcc.dists.Categorical(num_cats=16)), img
+    yield "pd", pcc.structures.PD((8, 8), num_latents=32, split_intervals=(4, 4),
+                                  input_dist=pcc.dists.Categorical(num_cats=16)), img
+    yield "rat", pcc.structures.RAT_SPN(64, num_latents=32, depth=3, num_repetitions=2,
+                                        input_dist=pcc.dists.Categorical(num_cats=16)), img
+    yield "hmm", pcc.structures.HMM(16, num_latents=64, num_emits=50), torch.randint(0, 50, (256, 16))
+
+
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_benchmark_structures_small(precision):
+    for name, root, data in small_structures():
+        x = data[torch.randperm(len(data))[:200]]
+        missing = torch.rand(x.shape) < 0.2
+        check_model(root, x, None, precision)
+        check_model(root, x, missing, precision)
+
+
+def test_gradients_match_cpu():
+    for name, root, data in small_structures():
+        x = data[:128]
+        grads = []
+        for device in ("cpu", "cuda"):
+            m = pcc.compile(root, device=device).requires_grad_(True)
+            w = torch.linspace(-1, 1, len(x), device=device)
+            (m(x.to(device)) * w).sum().backward()
+            grads.append(m.log_params.grad.cpu())
+        scale = max(1.0, float(grads[0].abs().max()))
+        assert float((grads[0] - grads[1]).abs().max()) / scale <= 1e-3, name
+
+
+def test_bad_inputs_raise_on_the_gpu():
+    torch.manual_seed(0)
+    a = pcc.inputs(0, 4, pcc.dists.Categorical(num_cats=3))
+    g = pcc.inputs(1, 4, pcc.dists.Gaussian())
+    m = pcc.compile(pcc.summate(pcc.multiply(a, g), num_nodes=1), device="cuda")
+    for bad, word in ((torch.tensor([[3.0, 0.0]]), "variable 0"), (torch.tensor([[1.5, 0.0]]), "variable 0"),
+                      (torch.tensor([[1.0, float("nan")]]), "NaN")):
+        with pytest.raises(pcc.Error, match=word):
+            m(bad.cuda())
+    with pytest.raises(pcc.Error, match="device"):
+        m(torch.tensor([[1.0, 0.0]]))  # CPU tensor, CUDA model
+    ok = m(torch.tensor([[7.0, float("nan")]]).cuda(), torch.tensor([[True, True]]).cuda())
+    assert float(ok) == 0.0  # everything marginalized: log 1
+
+
+def test_memory_is_torch_allocated():
+    torch.manual_seed(0)
+    root = pcc.structures.HCLT(torch.randint(0, 16, (256, 64)), num_latents=32,
+                               input_dist=pcc.dists.Categorical(num_cats=16))
+    m = pcc.compile(root, device="cuda")
+    x = torch.randint(0, 16, (512, 64), device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    m(x).sum().backward()
+    torch.cuda.synchronize()
+    # The value and flow buffers ([rows, batch] float32 each) show up in torch's accounting.
+    assert torch.cuda.max_memory_allocated() - base >= 2 * 4 * m.plan.num_rows * 512
