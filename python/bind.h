@@ -8,4 +8,5 @@ void bind_ir(py::module_& m);
 void bind_compile(py::module_& m);
 void bind_runtime(py::module_& m);
 void bind_train(py::module_& m);
+void bind_cuda(py::module_& m);
 }  // namespace pcc_py

@@ -10,4 +10,5 @@ PYBIND11_MODULE(_C, m) {
   pcc_py::bind_compile(m);
   pcc_py::bind_runtime(m);
   pcc_py::bind_train(m);
+  pcc_py::bind_cuda(m);
 }

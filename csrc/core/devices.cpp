@@ -1,5 +1,8 @@
 // Which backends this build can run: the CPU always; CUDA when built with nvcc and a device exists.
+// In builds without CUDA the entry points of pcc/cuda.h are defined here and throw pcc::Error.
 #include "pcc/backend.h"
+#include "pcc/cuda.h"
+#include "pcc/error.h"
 
 namespace pcc {
 #ifdef PCC_WITH_CUDA
@@ -9,5 +12,18 @@ bool device_present();
 bool cuda_available() { return cuda::device_present(); }
 #else
 bool cuda_available() { return false; }
+
+namespace {
+[[noreturn]] void no_cuda() { raise("pcc was built without CUDA"); }
+}  // namespace
+
+int64_t cuda_plan_bytes(const Plan&) { no_cuda(); }
+std::shared_ptr<CudaPlan> cuda_upload_plan(const Plan&, void*, int, void*) { no_cuda(); }
+void cuda_forward(const CudaPlan&, const ForwardArgs&, Precision, void*) { no_cuda(); }
+void cuda_backward(const CudaPlan&, const BackwardArgs&, void*) { no_cuda(); }
+void cuda_normalize(const CudaPlan&, const float*, float*, void*) { no_cuda(); }
+void cuda_log_params(const CudaPlan&, const float*, float*, void*) { no_cuda(); }
+void cuda_em_update(const CudaPlan&, float*, const float*, double, double, void*) { no_cuda(); }
+void cuda_param_grads(const CudaPlan&, const float*, const float*, float*, void*) { no_cuda(); }
 #endif
 }  // namespace pcc

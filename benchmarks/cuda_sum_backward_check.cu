@@ -1,0 +1,275 @@
+// Standalone check and timing of the CUDA sum-layer backward (csrc/cuda/sum_backward.cu) against a
+// float64 host reference, on random partitions: dense (b = cb = 32, fan-in 8), sparse (b = cb = 1,
+// varying fan-in with padding), tied weights (disjoint_weights = 0), the exact path (zero weights
+// inside blocks and child values far apart), and odd shapes (cb = 64: chunks; b = 64: weight row steps).
+// Not built by default. From the repository root:
+//   nvcc -std=c++17 -arch=sm_90 -O3 -I csrc/include -I csrc benchmarks/cuda_sum_backward_check.cu \
+//        csrc/cuda/sum_backward.cu -o /tmp/sb_check && /tmp/sb_check
+// (also under compute-sanitizer --tool memcheck / racecheck; pass --quick for fewer timing runs).
+// Every row and parameter that is not a target holds NaN before the run and must hold NaN after
+// it (stray writes); targets start from random values (the kernels accumulate) and must match
+// start + reference within 1e-4 relative (floor 1e-6 x the buffer's largest magnitude).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda/cuda_check.cuh"
+#include "cuda/sum_backward.cuh"
+
+using pcc::cuda::DevSum;
+
+namespace {
+
+struct Case {
+  std::string name;
+  int64_t b, cb, fanin, num_blocks, child_blocks, batch;
+  bool tied = false;      // pairs of blocks share their weight matrices
+  bool sparse = false;    // random padding slots
+  bool extreme = false;   // zero weights on the largest child and child values ~100 apart
+};
+
+template <class T>
+T* upload(const std::vector<T>& v) {
+  T* d = nullptr;
+  PCC_CUDA_CHECK(cudaMalloc(&d, std::max<size_t>(1, v.size()) * sizeof(T)));
+  if (!v.empty()) PCC_CUDA_CHECK(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  return d;
+}
+
+bool run_case(const Case& cs, bool quick) {
+  std::mt19937_64 rng(1234 + cs.b * 7 + cs.cb * 13 + cs.fanin);
+  std::uniform_real_distribution<double> U(0.0, 1.0);
+  const int64_t b = cs.b, cb = cs.cb, F = cs.fanin, NB = cs.num_blocks, NC = cs.child_blocks, T = cs.batch;
+  const int64_t child_rows0 = 2, parent_rows0 = child_rows0 + NC * cb + 3;  // NaN gap rows between
+  const int64_t rows = parent_rows0 + NB * b + 2;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+
+  // Connectivity: each block reads F distinct child blocks (sparse: some slots padding).
+  std::vector<int64_t> out_rows(NB), child_rows(NB * F), woff(NB * F);
+  int64_t nparams = 5;  // leading guard, odd so weight blocks are not 16-byte aligned
+  std::vector<int64_t> shared_off(NB * F, -1);
+  for (int64_t i = 0; i < NB; ++i) {
+    out_rows[i] = parent_rows0 + i * b;
+    std::vector<int64_t> pick(NC);
+    for (int64_t k = 0; k < NC; ++k) pick[k] = k;
+    std::shuffle(pick.begin(), pick.end(), rng);
+    for (int64_t f = 0; f < F; ++f) {
+      const int64_t e = i * F + f;
+      const bool pad = cs.sparse && f > 0 && U(rng) < 0.4;
+      if (pad || f >= NC) {
+        child_rows[e] = -1;
+        woff[e] = -1;
+        continue;
+      }
+      child_rows[e] = child_rows0 + pick[f] * cb;
+      if (cs.tied && (i % 2) == 1 && woff[(i - 1) * F + f] >= 0) {
+        // share the previous block's matrix for the same slot; child block may differ
+        woff[e] = woff[(i - 1) * F + f];
+      } else {
+        woff[e] = nparams;
+        nparams += b * cb;
+      }
+    }
+  }
+  nparams += 3;  // trailing guard
+
+  // Weights: positive, some zeros, rows normalized over the block's slots (first owner's view).
+  std::vector<float> params(nparams, nan);
+  for (int64_t e = 0; e < NB * F; ++e) {
+    if (woff[e] < 0) continue;
+    for (int64_t x = 0; x < b * cb; ++x) {
+      double w = U(rng) < 0.15 ? 0.0 : U(rng) + 0.05;
+      if (cs.extreme && (x % cb) == 0) w = 0.0;  // never reaches the child block's first row
+      params[woff[e] + x] = static_cast<float>(w / (F * cb * 0.6));
+    }
+  }
+  // Child values: [-8, 0], some -inf rows and entries; extreme: first row of each child block ~0,
+  // the others ~-110.
+  std::vector<float> values(rows * T, nan), flows(rows * T, nan);
+  for (int64_t r = 0; r < NC * cb; ++r) {
+    const bool dead = U(rng) < 0.05;
+    for (int64_t t = 0; t < T; ++t) {
+      float v = static_cast<float>(-8.0 * U(rng));
+      if (cs.extreme) v = (r % cb == 0) ? static_cast<float>(-U(rng)) : static_cast<float>(-110.0 - 5 * U(rng));
+      if (dead || U(rng) < 0.02) v = -INFINITY;
+      values[(child_rows0 + r) * T + t] = v;
+      flows[(child_rows0 + r) * T + t] = static_cast<float>(U(rng));  // start values (accumulated onto)
+    }
+  }
+  // Parent values: the forward in double; parent flows random with zeros.
+  for (int64_t i = 0; i < NB; ++i)
+    for (int64_t r = 0; r < b; ++r)
+      for (int64_t t = 0; t < T; ++t) {
+        double s = 0.0;
+        for (int64_t f = 0; f < F; ++f) {
+          const int64_t e = i * F + f;
+          if (child_rows[e] < 0) continue;
+          for (int64_t c = 0; c < cb; ++c)
+            s += double(params[woff[e] + r * cb + c]) * std::exp(double(values[(child_rows[e] + c) * T + t]));
+        }
+        const int64_t at = (out_rows[i] + r) * T + t;
+        values[at] = static_cast<float>(std::log(s));  // -inf where nothing reaches the row
+        flows[at] = U(rng) < 0.1 ? 0.0f : static_cast<float>(U(rng) * 2.0);
+      }
+  std::vector<float> pflows(nparams, nan);
+  for (int64_t e = 0; e < NB * F; ++e)
+    if (woff[e] >= 0)
+      for (int64_t x = 0; x < b * cb; ++x) pflows[woff[e] + x] = static_cast<float>(U(rng));
+
+  // Reference: start + sum of terms, in double.
+  std::vector<double> ref_flows(flows.begin(), flows.end()), ref_p(pflows.begin(), pflows.end());
+  for (int64_t e = 0; e < NB * F; ++e) {
+    if (child_rows[e] < 0) continue;
+    const int64_t i = e / F;
+    for (int64_t r = 0; r < b; ++r)
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t at = (out_rows[i] + r) * T + t;
+        const double f = flows[at], vr = values[at];
+        if (f == 0.0 || std::isinf(vr)) continue;
+        for (int64_t c = 0; c < cb; ++c) {
+          const double w = params[woff[e] + r * cb + c];
+          const double vc = values[(child_rows[e] + c) * T + t];
+          if (!(w > 0.0) || std::isinf(vc)) continue;
+          const double term = f * w * std::exp(vc - vr);
+          ref_flows[(child_rows[e] + c) * T + t] += term;
+          ref_p[woff[e] + r * cb + c] += term;
+        }
+      }
+  }
+
+  // Transposed CSR as device_plan.cu builds it.
+  std::vector<std::pair<int64_t, int64_t>> by_row;
+  for (int64_t e = 0; e < NB * F; ++e)
+    if (child_rows[e] >= 0) by_row.push_back({child_rows[e], e});
+  std::sort(by_row.begin(), by_row.end());
+  std::vector<int32_t> cbr, cbs, cbe;
+  for (size_t k = 0; k < by_row.size(); ++k) {
+    if (k == 0 || by_row[k].first != by_row[k - 1].first) {
+      cbr.push_back(static_cast<int32_t>(by_row[k].first));
+      cbs.push_back(static_cast<int32_t>(k));
+    }
+    cbe.push_back(static_cast<int32_t>(by_row[k].second));
+  }
+  cbs.push_back(static_cast<int32_t>(by_row.size()));
+
+  std::vector<int32_t> out32(out_rows.begin(), out_rows.end()), child32(child_rows.begin(), child_rows.end());
+  DevSum s;
+  s.block_size = static_cast<int32_t>(b);
+  s.child_block_size = static_cast<int32_t>(cb);
+  s.fanin = static_cast<int32_t>(F);
+  s.num_blocks = NB;
+  s.out_rows = upload(out32);
+  s.child_rows = upload(child32);
+  s.weight_offsets = upload(woff);
+  s.disjoint_weights = cs.tied ? 0 : 1;
+  s.num_child_blocks = static_cast<int64_t>(cbr.size());
+  s.child_block_rows = upload(cbr);
+  s.child_block_start = upload(cbs);
+  s.child_block_entries = upload(cbe);
+  float* d_params = upload(params);
+  float* d_values = upload(values);
+  float* d_flows = upload(flows);
+  float* d_pflows = upload(pflows);
+  cudaStream_t stream;
+  PCC_CUDA_CHECK(cudaStreamCreate(&stream));
+
+  // Parent flow rows are only read: a single run must change exactly the child rows and parameters.
+  pcc::cuda::sum_backward(s, d_params, d_values, d_flows, d_pflows, T, stream);
+  PCC_CUDA_CHECK(cudaStreamSynchronize(stream));
+  std::vector<float> got_f(flows.size()), got_p(pflows.size());
+  PCC_CUDA_CHECK(cudaMemcpy(got_f.data(), d_flows, got_f.size() * 4, cudaMemcpyDeviceToHost));
+  PCC_CUDA_CHECK(cudaMemcpy(got_p.data(), d_pflows, got_p.size() * 4, cudaMemcpyDeviceToHost));
+
+  auto compare = [](const char* what, const std::vector<float>& got, const std::vector<double>& ref,
+                    int64_t& bad) {
+    double scale = 0.0;
+    for (double r : ref)
+      if (!std::isnan(r)) scale = std::max(scale, std::fabs(r));
+    double worst = 0.0;
+    bad = 0;
+    for (size_t x = 0; x < got.size(); ++x) {
+      if (std::isnan(ref[x])) {
+        if (!std::isnan(got[x])) ++bad;  // stray write into a poisoned element
+        continue;
+      }
+      if (!std::isfinite(got[x])) {
+        ++bad;
+        continue;
+      }
+      const double err = std::fabs(got[x] - ref[x]) / std::max(std::fabs(ref[x]), 1e-6 * scale);
+      worst = std::max(worst, err);
+      if (err > 1e-4) ++bad;
+    }
+    (void)what;
+    return worst;
+  };
+  int64_t bad_f = 0, bad_p = 0;
+  const double ef = compare("flows", got_f, ref_flows, bad_f);
+  const double ep = compare("param flows", got_p, ref_p, bad_p);
+
+  // Timing (flows keep accumulating; the values do not matter for speed).
+  const int iters = quick ? 3 : 20;
+  cudaEvent_t e0, e1;
+  PCC_CUDA_CHECK(cudaEventCreate(&e0));
+  PCC_CUDA_CHECK(cudaEventCreate(&e1));
+  pcc::cuda::sum_backward(s, d_params, d_values, d_flows, d_pflows, T, stream);
+  PCC_CUDA_CHECK(cudaEventRecord(e0, stream));
+  for (int it = 0; it < iters; ++it) pcc::cuda::sum_backward(s, d_params, d_values, d_flows, d_pflows, T, stream);
+  PCC_CUDA_CHECK(cudaEventRecord(e1, stream));
+  PCC_CUDA_CHECK(cudaEventSynchronize(e1));
+  float ms = 0.0f;
+  PCC_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+  const double us = 1000.0 * ms / iters;
+  const double terms = double(NB) * F * b * cb * T;  // padded multiply-adds per pass
+  const bool ok = bad_f == 0 && bad_p == 0;
+  std::printf("%-8s b=%-3lld cb=%-3lld fanin=%-2lld blocks=%-7lld child_blocks=%-6lld batch=%-5lld | "
+              "flows max rel %.2e (%lld bad)  params max rel %.2e (%lld bad) | %9.1f us  %.1f Gterm/s  %s\n",
+              cs.name.c_str(), (long long)b, (long long)cb, (long long)F, (long long)NB, (long long)s.num_child_blocks,
+              (long long)T, ef, (long long)bad_f, ep, (long long)bad_p, us, 2.0 * terms / us * 1e-3,
+              ok ? "OK" : "FAIL");
+
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaStreamDestroy(stream);
+  for (const void* p : {(const void*)s.out_rows, (const void*)s.child_rows, (const void*)s.weight_offsets,
+                        (const void*)s.child_block_rows, (const void*)s.child_block_start,
+                        (const void*)s.child_block_entries, (const void*)d_params, (const void*)d_values,
+                        (const void*)d_flows, (const void*)d_pflows})
+    cudaFree(const_cast<void*>(p));
+  return ok;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+    std::printf("[SKIP] no CUDA device\n");
+    return 0;
+  }
+  const std::vector<Case> cases = {
+      {"dense", 32, 32, 8, quick ? 64 : 2048, 16, 512},
+      {"dense", 32, 32, 8, 64, 8, 37},                      // batch not a multiple of any tile
+      {"sparse", 1, 1, 6, quick ? 4000 : 200000, 20000, 256, false, true},
+      {"sparse", 1, 1, 3, 3000, 500, 1000, false, true},
+      {"tied", 16, 16, 4, 512, 12, 300, true},
+      {"tied", 1, 1, 5, 2000, 300, 129, true, true},
+      {"extreme", 4, 4, 3, 64, 8, 200, false, false, true},
+      {"extreme", 32, 32, 2, 16, 4, 70, true, false, true},
+      {"cb64", 4, 64, 3, 64, 6, 150},
+      {"b64", 64, 2, 3, 64, 6, 150},
+      {"b2cb8", 2, 8, 5, 300, 40, 33, false, true},
+  };
+  bool ok = true;
+  for (const Case& c : cases) ok = run_case(c, quick) && ok;
+  std::printf("%s\n", ok ? "ALL OK" : "SOME FAILED");
+  return ok ? 0 : 1;
+}
