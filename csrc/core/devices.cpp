@@ -8,8 +8,13 @@ namespace pcc {
 #ifdef PCC_WITH_CUDA
 namespace cuda {
 bool device_present();
-}
+std::shared_ptr<CudaPlan> upload_plan(const Plan& p, void* device_buffer, int device, void* stream);
+}  // namespace cuda
 bool cuda_available() { return cuda::device_present(); }
+std::shared_ptr<CudaPlan> cuda_upload_plan(const Plan& p, void* device_buffer, int device, void* stream) {
+  validate_plan(p);  // a plan from a file or a caller: never index out of bounds on the device
+  return cuda::upload_plan(p, device_buffer, device, stream);
+}
 #else
 bool cuda_available() { return false; }
 

@@ -102,7 +102,7 @@ constexpr float kTrustedSum = 1e-30f;
 // its nonzero-weight children, so no term it needs underflows. -inf where all of them are -inf.
 PCC_INLINE void exact_lanes(const SumPartition& s, const float* params, const float* values,
                             int64_t batch, int64_t blk, int64_t r, const int64_t* crow,
-                            const int64_t* live, int64_t nlive, int64_t col, int ncols, v8i bad,
+                            const int64_t* live, int64_t nlive, int64_t col, int ncols, const v8i& bad,
                             v8f& res) {
   if (ncols <= 0) return;  // nothing of this vector is stored
   const int64_t cb = s.child_block_size, fanin = s.fanin;
@@ -207,7 +207,7 @@ void sum_items(const SumPartition& s, const float* params, float* values, int64_
         for (int l = 0; l < 8; ++l) all_ok &= ok[l] != 0;
         if (!all_ok)  // rare: tiny (possibly underflowed), overflowed or NaN sums
           exact_lanes(s, params, values, batch, blk, r, crow, sc.live.data(), nlive, t0 + 8 * j,
-                      cols - 8 * j, ~ok, res[j]);
+                      cols - 8 * j, v8i(~ok), res[j]);
       }
       if (cols == kTile) {
         for (int j = 0; j < kTV; ++j) storeu(out + 8 * j, res[j]);

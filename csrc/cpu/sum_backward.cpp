@@ -35,7 +35,10 @@ namespace {
 
 using namespace simd;
 
-constexpr float kMaxShift = 80.0f;    // exp(80) * block rows stays far below FLT_MAX
+// exp(40) * block rows stays far below FLT_MAX, and E = exp8(v_c - m) flushes children below m - 87,
+// so a fast-path row (m - v_r <= 40) loses only terms f W exp(v_c - v_r) < f W e^-47 (4e-21 f). At 80
+// that bound was e^-7 f: rows 80 nats down lost real flow to their lower children.
+constexpr float kMaxShift = 40.0f;
 constexpr int64_t kMaxEVecs = 65536;  // v8f of E kept per thread (2 MiB)
 
 // Shift, E and A of one block over the column vectors [u0, u0 + nv) of the batch (vector j covers

@@ -77,6 +77,11 @@ class DeviceGuard {
 };
 
 bool known_dtype(DType t) { return static_cast<uint8_t>(t) <= static_cast<uint8_t>(DType::Float64); }
+// pcc::to_string(DType) lives in pcc_core, which links before pcc_cuda.
+const char* dtype_name(DType t) {
+  static const char* names[] = {"bool", "uint8", "int8", "int16", "int32", "int64", "float32", "float64"};
+  return known_dtype(t) ? names[static_cast<int>(t)] : "an unknown dtype";
+}
 
 // x and missing: CUDA tensors on the plan's device, [batch, num_vars] contiguous row-major.
 void check_matrix_args(const CudaPlan& cp, const TensorRef& x, const TensorRef& missing, int64_t batch,
@@ -95,7 +100,7 @@ void check_matrix_args(const CudaPlan& cp, const TensorRef& x, const TensorRef& 
             "x must be contiguous (row-major [batch, num_vars]) for the CUDA backend");
   if (missing.data != nullptr) {
     PCC_CHECK(missing.dtype == DType::Bool || missing.dtype == DType::UInt8, "missing must be bool or uint8, got ",
-              known_dtype(missing.dtype) ? to_string(missing.dtype) : "an unknown dtype");
+              dtype_name(missing.dtype));
     PCC_CHECK(missing.ndim == 2 && missing.shape[0] == x.shape[0] && missing.shape[1] == x.shape[1],
               "missing must have the shape of x [", x.shape[0], ", ", x.shape[1], "]");
     PCC_CHECK(missing.device == DeviceType::CUDA && missing.device_id == cp.device,

@@ -182,8 +182,10 @@ int64_t cuda_plan_bytes(const Plan& p) {
   return static_cast<int64_t>(st.bytes.size());
 }
 
-std::shared_ptr<CudaPlan> cuda_upload_plan(const Plan& p, void* device_buffer, int device, void* stream) {
-  validate_plan(p);  // a plan from a file or a caller: never index out of bounds on the device
+namespace cuda {
+// cuda_upload_plan (csrc/core/devices.cpp) runs validate_plan first, then this. (pcc_cuda links after
+// pcc_core, so it calls nothing defined there.)
+std::shared_ptr<CudaPlan> upload_plan(const Plan& p, void* device_buffer, int device, void* stream) {
   PCC_CHECK(device_buffer != nullptr, "cuda_upload_plan: no device buffer");
   PCC_CHECK(reinterpret_cast<uintptr_t>(device_buffer) % 16 == 0,
             "cuda_upload_plan: the device buffer must be 16-byte aligned");
@@ -209,5 +211,6 @@ std::shared_ptr<CudaPlan> cuda_upload_plan(const Plan& p, void* device_buffer, i
   PCC_CUDA_CHECK(cudaSetDevice(prev));
   return cp;
 }
+}  // namespace cuda
 
 }  // namespace pcc

@@ -724,15 +724,13 @@ void test_spread_sparse() {
     const int64_t g = b.input(0, n, Dist::Gaussian, 0, b.group(gp));
     std::vector<int64_t> src, dst, node;
     std::vector<double> w;
+    // Node i reads about 60% of the children in child block (i / 4) % 4 (at least one), so the
+    // compiler's 4 x 4 blocks are over half full, with zero weights where an edge is missing.
     for (int64_t i = 0; i < ns; ++i) {
-      const int64_t deg = 1 + randint(3);
-      for (int64_t e = 0; e < deg; ++e) {
-        const int64_t c = randint(n);
-        bool dup = false;
-        for (size_t k = 0; k < src.size(); ++k) dup |= src[k] == i && dst[k] == c;
-        if (dup) continue;
-        src.push_back(i), dst.push_back(c), node.push_back(i), w.push_back(uni(0.1, 1.0));
-      }
+      const int64_t c0 = 4 * ((i / 4) % 4), must = randint(4);
+      for (int64_t c = c0; c < c0 + 4; ++c)
+        if (c - c0 == must || uni(0, 1) < 0.6)
+          src.push_back(i), dst.push_back(c), node.push_back(i), w.push_back(uni(0.1, 1.0));
     }
     std::vector<int64_t> edges = src;
     edges.insert(edges.end(), dst.begin(), dst.end());
@@ -755,7 +753,7 @@ void test_spread_sparse() {
         const double want = R.val[c.root][j * B + t];
         CHECK(std::isfinite(r.out[t * ns + j]));
         check_close("value", r.out[t * ns + j], want, 1e-5, bad);
-        far += want < -100;
+        far += want < -0.4 * gap;
       }
     CHECK(far > 0);
     if (bad) pcc_test::fail(__FILE__, __LINE__, name + ": values");
