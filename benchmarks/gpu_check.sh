@@ -43,7 +43,7 @@ if have kernels; then
 fi
 if have train; then
   for dev in cpu cuda; do
-    pcc train --structure hclt --dataset mnist5k --latents 32 --epochs 3 --device $dev --seed 1 \
+    pcc train --structure hclt --dataset mnist5k --latents 32 --epochs ${TRAIN_EPOCHS:-3} --device $dev --seed 1 \
       --no-progress --out "/tmp/train-$dev" > "$OUT/train_$dev.log" 2>&1
     RESULT[train_$dev]="rc=$?"
     cp "/tmp/train-$dev/metrics.json" "$OUT/metrics_$dev.json" 2>/dev/null

@@ -43,20 +43,15 @@ class _CircuitFunction(torch.autograd.Function):
     def backward(ctx, grad_out):
         model = ctx.model
         x, missing, values, params = ctx.saved_tensors
-        g = grad_out.contiguous().float()
-        want_grad = ctx.needs_input_grad[3]
-        # EM statistics always come from flows of the summed log-likelihood (root flow 1). With a
-        # loss whose gradient is the same constant c for every sample (sum, mean), the gradient's
-        # statistics are c times those: one pass serves both.
-        stats = model._backward(x, missing, values, params, torch.ones_like(g))
-        model.param_flows += stats
+        # EM statistics are the flows of the summed log-likelihood (root flow 1 per sample), whatever
+        # the loss's scale; the backend adds them straight into the model's accumulator.
+        ones = torch.ones(grad_out.shape, dtype=torch.float32, device=grad_out.device)
+        model._backward(x, missing, values, params, ones, model.param_flows)
         grad = None
-        if want_grad:
-            c = g.reshape(-1)[0] if g.numel() else torch.zeros((), device=g.device)
-            if g.numel() and bool(torch.all(g == c)):
-                gstats = stats.mul_(c)
-            else:
-                gstats = model._backward(x, missing, values, params, g)
+        if ctx.needs_input_grad[3]:
+            # Gradients: flows with each sample weighted by d loss / d log p(x).
+            gstats = torch.zeros_like(params)
+            model._backward(x, missing, values, params, grad_out.contiguous().float(), gstats)
             grad = torch.zeros_like(params)
             model._backend().param_grads(params, gstats, grad)
         return None, None, None, grad, None
@@ -166,11 +161,10 @@ class TensorCircuit(nn.Module):
             self._cache = (key, params)
         return self._cache[1]
 
-    def _backward(self, x, missing, values, params, root_flow):
-        stats = torch.zeros_like(params)
+    def _backward(self, x, missing, values, params, root_flow, stats):
+        """One flow pass; its parameter statistics are added into `stats`."""
         flows = torch.empty_like(values)
         self._backend().backward(params, x, missing, values, root_flow, flows, stats)
-        return stats
 
     # ---- learning ----
     def zero_flows(self):

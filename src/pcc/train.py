@@ -295,6 +295,7 @@ def train(cfg=None, log=print):
         f"{c['optimizer']}" + (f" (step size {c['step_size']}, pseudocount {c['pseudocount']})"
                                if c["optimizer"] == "em" else f" (lr {c['lr']})")
         + f", batch {bs}, {pcc.get_num_threads()} CPU threads")
+    log("compiled  " + model.report().rstrip().replace("\n", "\n          "))
     out.mkdir(parents=True, exist_ok=True)
     stored_args = {k: v for k, v in c.items() if k not in ("resume", "progress")}
 
