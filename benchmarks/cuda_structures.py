@@ -1,0 +1,86 @@
+"""pcc alone on the GPU: forward, forward+backward and EM-step time and peak training memory of the
+benchmark structures of ../shared/BENCHMARKS.md (batch 512, random categorical data), median of 20
+timed calls after warm-up (CUDA events). Side-by-side with PyJuice is benchmarks/vs_pyjuice.py.
+
+    python benchmarks/cuda_structures.py [--only hclt-256,pd-64] [--batch 512] [--precision tf32]
+"""
+import argparse
+import statistics
+
+import torch
+
+import pcc
+
+
+def configs():
+    torch.manual_seed(0)
+    cat = pcc.dists.Categorical(num_cats=256)
+    data = torch.randint(0, 256, (2048, 784))
+    img = lambda b: torch.randint(0, 256, (b, 784))  # noqa: E731
+    for k in (128, 256, 512):
+        yield f"hclt-{k}", lambda k=k: pcc.structures.HCLT(data, k, input_dist=cat), img
+    for k in (64, 128, 256):
+        yield f"pd-{k}", lambda k=k: pcc.structures.PD((28, 28), k, (4, 4), input_dist=cat), img
+    for k in (128, 256):
+        yield f"rat-{k}", lambda k=k: pcc.structures.RAT_SPN(784, k, 5, 4, input_dist=cat), img
+    for k in (512, 2048):
+        yield f"hmm-{k}", lambda k=k: pcc.structures.HMM(32, k, 33279), lambda b: torch.randint(0, 33279, (b, 32))
+
+
+def timed(fn, reps=20, warm=3):
+    for _ in range(warm):
+        fn()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        torch.cuda.synchronize()
+        ts.append(a.elapsed_time(b))
+    return statistics.median(ts)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", default="")
+    ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--precision", default="tf32")
+    args = ap.parse_args()
+    only = set(filter(None, args.only.split(",")))
+    print(f"| config | nodes | sum edges | layers | fwd ms | fwd+bwd ms | step ms | train GiB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, build, data in configs():
+        if only and name not in only:
+            continue
+        root = build()
+        model = pcc.compile(root, device="cuda", precision=args.precision)
+        x = data(args.batch).cuda()
+
+        def fwd():
+            with torch.no_grad():
+                model(x)
+
+        def fwd_bwd():
+            model(x).sum().backward()
+
+        def step():
+            model.zero_flows()
+            model(x).sum().backward()
+            model.em_step(0.1, 0.1)
+
+        t_f = timed(fwd)
+        t_fb = timed(fwd_bwd)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        t_s = timed(step)
+        mem = torch.cuda.max_memory_allocated() / 2**30
+        s = model.stats()
+        print(f"| {name} | {model.num_nodes:,} | {s['sum_edges']:,} | {model.plan.summary()['layers']} | "
+              f"{t_f:.2f} | {t_fb:.2f} | {t_s:.2f} | {mem:.2f} |", flush=True)
+        del model, root
+
+
+if __name__ == "__main__":
+    main()
