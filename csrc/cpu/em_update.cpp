@@ -2,7 +2,7 @@
 // pcc.reference_em's docstring defines it, node-parallel, in double:
 //   sums (K = valid slots of the node's row), Categorical (K = width), Bernoulli (K = 2):
 //     theta <- (1 - s) theta + s (F + a/K) / (sum F + a); a node with sum F + a = 0 keeps theta;
-//   Gaussian (flow slots S1 = sum F x, S2 = sum F x^2, S0 = sum F; the pseudocount is not used):
+//   Gaussian (flow slots S1 = sum F d, S2 = sum F d^2 with d = x - mean, S0 = sum F; no pseudocount):
 //     m = S1/N, v = max(S2/N - m^2, 0), mean' = (1-s) mean + s m,
 //     var' = (1-s) std^2 + s v + s (1-s) (m - mean)^2, std' = max(sqrt(var'), kGaussianMinStd);
 //     N = S0 = 0 keeps the parameters.
@@ -17,6 +17,15 @@
 #include "pcc/error.h"
 
 namespace pcc {
+
+// Variance from centred statistics (S1 = sum F d, S2 = sum F d^2, d = x - mean). S1 and S2 are float32
+// sums, exact to about 1e-7 relative: a variance below that resolution of the second moment is
+// rounding noise, not data (a single observation would otherwise get a variance of its rounding),
+// so it counts as 0.
+static double gaussian_variance(double s1, double s2, double n) {
+  const double m2 = s2 / n, d = s1 / n, v = m2 - d * d;
+  return v > 1e-6 * m2 ? v : 0.0;
+}
 namespace {
 
 void mix(float* params, const float* flows, const int64_t* idx, int64_t n, double s, double a) {
@@ -56,7 +65,8 @@ void cpu_em_update(const Plan& p, float* params, const float* param_flows, doubl
           const double s1 = param_flows[off], s2 = param_flows[off + 1], n = param_flows[off + 2];
           if (!(n > 0.0)) return;
           const double mean = params[off], sd = params[off + 1];
-          const double m = s1 / n, v = std::max(s2 / n - m * m, 0.0);
+          const double m = mean + s1 / n;
+          const double v = gaussian_variance(s1, s2, n);
           const double mean2 = (1.0 - s) * mean + s * m;
           const double var2 = (1.0 - s) * sd * sd + s * v + s * (1.0 - s) * (m - mean) * (m - mean);
           params[off] = static_cast<float>(mean2);

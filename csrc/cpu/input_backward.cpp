@@ -1,6 +1,7 @@
 // Input layer backward: E-step statistics from the input nodes' flows (backend.h, BackwardArgs).
 // Categorical / Bernoulli slot k += sum_b f_b [x_b = k], a missing x_b counting f_b p_k instead;
-// Gaussian (S1, S2, S0) += (f x, f x^2, f), a missing x_b counting (f mean, f (mean^2 + std^2), f).
+// Gaussian (S1, S2, S0) += (f d, f d^2, f) with d = x - mean (centred on the node's current mean, so
+// float32 statistics keep their precision), a missing x_b counting (0, f std^2, f).
 // Tied vectors share slots, so nodes are grouped by param_offset and each group is reduced by one
 // thread, nodes in a fixed order (layer order), in double, and added to param_flows once: race-free
 // and independent of the thread count.
@@ -38,6 +39,7 @@ void reduce_slot_group(const Layer& layer, const NodeRef* nodes, int64_t count, 
     const uint8_t* mv = md ? md + v * missing.strides[1] : nullptr;
     const int64_t ms = md ? missing.strides[0] : 0;
     if (g.dist == Dist::Gaussian) {
+      const double mean = params[g.param_offset[i]];
       double s0 = 0, s1 = 0, s2 = 0;
       for (int64_t b = 0; b < batch; ++b) {
         const double fb = f[b];
@@ -46,10 +48,10 @@ void reduce_slot_group(const Layer& layer, const NodeRef* nodes, int64_t count, 
           f_missing += fb;
           continue;
         }
-        const double xb = static_cast<double>(xv[b * xs]);
+        const double d = static_cast<double>(xv[b * xs]) - mean;
         s0 += fb;
-        s1 += fb * xb;
-        s2 += fb * xb * xb;
+        s1 += fb * d;
+        s2 += fb * d * d;
       }
       acc[0] += s1;
       acc[1] += s2;
@@ -70,9 +72,8 @@ void reduce_slot_group(const Layer& layer, const NodeRef* nodes, int64_t count, 
   const float* p = params + off;
   if (f_missing != 0.0) {
     if (g0.dist == Dist::Gaussian) {
-      const double mean = p[0], std = p[1];
-      acc[0] += f_missing * mean;
-      acc[1] += f_missing * (mean * mean + std * std);
+      const double std = p[1];
+      acc[1] += f_missing * std * std;
       acc[2] += f_missing;
     } else {
       for (int64_t k = 0; k < width; ++k) acc[k] += f_missing * double(p[k]);

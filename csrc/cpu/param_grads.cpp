@@ -2,7 +2,7 @@
 // cpu_normalize maps to the parameters, from parameter flows accumulated with root_flow =
 // d objective / d log p(x) (pcc.reference_em's identities), node-parallel, in double:
 //   sums (valid slots of the node's row) and Categorical / Bernoulli: G_k - p_k sum_j G_j;
-//   Gaussian: d/d mean = (S1 - mean S0) / std^2, d/d log std = (S2 - 2 mean S1 + mean^2 S0) / std^2 - S0.
+//   Gaussian (centred statistics): d/d mean = S1 / std^2, d/d log std = S2 / std^2 - S0.
 // Results are added (+=) into grad; invalid slots and the Gaussian's spare slot are set to 0 (their
 // log-parameters are fixed at 0 and have no gradient).
 #include <cmath>
@@ -41,9 +41,9 @@ void cpu_param_grads(const Plan& p, const float* params, const float* param_flow
         const int64_t off = g.base + i * g.width;
         if (g.dist == Dist::Gaussian) {
           const double s1 = param_flows[off], s2 = param_flows[off + 1], n = param_flows[off + 2];
-          const double mean = params[off], sd = params[off + 1], var = sd * sd;
-          grad[off] += static_cast<float>((s1 - mean * n) / var);
-          grad[off + 1] += static_cast<float>((s2 - 2.0 * mean * s1 + mean * mean * n) / var - n);
+          const double sd = params[off + 1], var = sd * sd;  // S1, S2 are centred on the mean
+          grad[off] += static_cast<float>(s1 / var);
+          grad[off + 1] += static_cast<float>(s2 / var - n);
           grad[off + 2] = 0.0f;
         } else {
           thread_local std::vector<int64_t> slots;

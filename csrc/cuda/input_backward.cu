@@ -1,7 +1,7 @@
 // Input layer backward on the GPU: E-step statistics from the input nodes' flows, as
 // csrc/cpu/input_backward.cpp: Categorical / Bernoulli slot k += sum_b f_b [x_b = k], a missing x_b
-// counting f_b p_k instead; Gaussian (S1, S2, S0) += (f x, f x^2, f), a missing x_b counting
-// (f mean, f (mean^2 + std^2), f). Zero flows are skipped.
+// counting f_b p_k instead; Gaussian (S1, S2, S0) += (f d, f d^2, f) with d = x - mean, a missing x_b
+// counting (0, f std^2, f). Zero flows are skipped.
 //
 // One block per (node, batch chunk): threads accumulate their columns in double, the block reduces,
 // and thread 0 adds each slot's float total with one atomicAdd (tied nodes share slots, and chunks
@@ -101,6 +101,8 @@ __device__ void large_categorical(const Node<T>& n, const float* p, int64_t K, f
 
 template <class T>
 __device__ void gaussian(const Node<T>& n, const float* p, float* pf, double* sh) {
+  // Centred on the node's mean (d = x - mean), as the CPU does, so float32 statistics keep precision.
+  const double mean = p[0];
   double s0 = 0.0, s1 = 0.0, s2 = 0.0, fm = 0.0;
   for (int64_t b = n.b0; b < n.batch; b += n.bstep) {
     const double fb = n.f[b];
@@ -109,10 +111,10 @@ __device__ void gaussian(const Node<T>& n, const float* p, float* pf, double* sh
       fm += fb;
       continue;
     }
-    const double xb = static_cast<double>(n.x[b * n.num_vars]);
+    const double d = static_cast<double>(n.x[b * n.num_vars]) - mean;
     s0 += fb;
-    s1 += fb * xb;
-    s2 += fb * xb * xb;
+    s1 += fb * d;
+    s2 += fb * d * d;
   }
   s0 = block_sum(s0, sh);
   s1 = block_sum(s1, sh);
@@ -120,9 +122,8 @@ __device__ void gaussian(const Node<T>& n, const float* p, float* pf, double* sh
   fm = block_sum(fm, sh);
   if (threadIdx.x == 0) {
     if (fm != 0.0) {
-      const double mean = p[0], sd = p[1];
-      s1 += fm * mean;
-      s2 += fm * (mean * mean + sd * sd);
+      const double sd = p[1];
+      s2 += fm * sd * sd;
       s0 += fm;
     }
     if (s1 != 0.0) atomicAdd(pf + 0, static_cast<float>(s1));

@@ -161,7 +161,10 @@ __global__ void em_kernel(const int64_t* units, const int64_t* ub, int64_t num_u
       const double s1 = flows[off], s2 = flows[off + 1], n = flows[off + 2];
       if (!(n > 0.0)) return;
       const double mean = params[off], sd = params[off + 1];
-      const double m = s1 / n, v = fmax(s2 / n - m * m, 0.0);
+      // Centred statistics (d = x - mean); a variance below float32 resolution of the second moment
+      // is rounding noise and counts as 0 (as csrc/cpu/em_update.cpp).
+      const double m2 = s2 / n, dm = s1 / n;
+      const double m = mean + dm, v = (m2 - dm * dm > 1e-6 * m2) ? m2 - dm * dm : 0.0;
       const double mean2 = (1.0 - s) * mean + s * m;
       const double var2 = (1.0 - s) * sd * sd + s * v + s * (1.0 - s) * (m - mean) * (m - mean);
       params[off] = static_cast<float>(mean2);
@@ -198,9 +201,9 @@ __global__ void grads_kernel(const int64_t* units, const int64_t* ub, int64_t nu
       if (lane != 0) return;
       const int64_t off = u.a;
       const double s1 = flows[off], s2 = flows[off + 1], n = flows[off + 2];
-      const double mean = params[off], sd = params[off + 1], var = sd * sd;
-      grad[off] += static_cast<float>((s1 - mean * n) / var);
-      grad[off + 1] += static_cast<float>((s2 - 2.0 * mean * s1 + mean * mean * n) / var - n);
+      const double sd = params[off + 1], var = sd * sd;
+      grad[off] += static_cast<float>(s1 / var);  // centred statistics
+      grad[off + 1] += static_cast<float>(s2 / var - n);
       grad[off + 2] = 0.0f;
       return;
     }

@@ -34,6 +34,7 @@
 //  * a partition's child rows are not its own output rows (layers read earlier layers only).
 // Entries whose child row disagrees with their CSR block are skipped rather than written elsewhere.
 #include <cuda_runtime.h>
+#include <mma.h>
 
 #include <algorithm>
 #include <cmath>
@@ -366,6 +367,375 @@ ParamShape param_shape(int64_t b, int64_t cb, int64_t batch) {
   return sh;
 }
 
+// ---- tensor-core path (b, cb powers of two >= 16; TF32 operands, float32 accumulation) -------------
+
+using namespace nvcuda;
+using FragWt = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major>;  // W^T
+using FragArow = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;  // A
+using FragBrow = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;  // A
+using FragEt = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major>;    // E^T
+using FragAcc = wmma::fragment<wmma::accumulator, 16, 16, 8, float>;
+
+constexpr int kTcThreads = 256;  // 8 warps
+
+__device__ __forceinline__ float tf32(float x) { return wmma::__float_to_tf32(x); }
+
+// Kernel 1 (tensor cores). A CTA owns (child block k, slice of CS child rows, tile of T = 2048 / CS
+// batch columns): the output C [CS, T] is 8 fragments of 16 x 16, one per warp. The K dimension is the
+// concatenation of the parent rows of every entry reading k (entry q, row r -> q * b + r), consumed in
+// chunks of KC = CS rows: each thread stages 8 consecutive K rows of one column of A (one entry, as
+// b >= 16) and NW weights of one W row; the next chunk's global loads are in flight during the
+// current chunk's products. Shared memory (rows padded by 16 bytes; fragment pointers 32-byte aligned).
+template <int CS>
+struct ChildSmem {
+  static constexpr int T = 2048 / CS, KC = CS, kLdA = T + 4, kLdW = CS + 4, kLdC = T + 4;
+  union __align__(128) U {
+    struct {
+      float a[KC][kLdA];  // A chunk [K rows, batch columns], tf32
+      float w[KC][kLdW];  // W chunk [K rows, child rows of the slice] = W^T column-major, tf32
+    } st;
+    float acc[CS][kLdC];  // accumulators for the epilogue
+  };
+  U u;
+  float sacc[CS][T];               // exact-path terms (shared atomics: several K rows per column)
+  float red[kTcThreads / T][T];    // partial column maxima
+};
+
+template <int CS>
+__global__ void __launch_bounds__(kTcThreads, 2) child_flow_tc(DevSum s, const float* __restrict__ params,
+                                                               const float* __restrict__ values,
+                                                               float* __restrict__ flows, int64_t batch,
+                                                               int64_t col_tiles, int lb) {
+  using S = ChildSmem<CS>;
+  constexpr int T = S::T, KC = S::KC, G = kTcThreads / T;
+  constexpr int NW = KC * CS / kTcThreads;  // weights staged per thread: 4 (CS 32) or 1 (CS 16)
+  constexpr int FR = CS / 16;
+  static_assert(G * 8 == CS && G * 8 == KC, "8 rows per thread");
+  __shared__ S sm;
+
+  const int tid = threadIdx.x, warp = tid >> 5;
+  const int col = tid % T, row0 = (tid / T) * 8;
+  const int wrow = tid / (CS / NW), wcol = (tid % (CS / NW)) * NW;
+  const int fr = warp % FR, fc = warp / FR;
+  const int64_t b = s.block_size, cb = s.child_block_size;
+  const uint32_t ufanin = static_cast<uint32_t>(s.fanin);
+  const int64_t slices = cb / CS;
+  const int64_t items = s.num_child_blocks * slices * col_tiles;
+
+  for (int64_t item = blockIdx.x; item < items; item += gridDim.x) {
+    const int64_t tile = item % col_tiles, rest = item / col_tiles;
+    const int64_t k = rest / slices, c0 = (rest % slices) * CS;
+    const int64_t cblock = s.child_block_rows[k];
+    const int64_t crow = cblock + c0;  // first child row of the slice
+    const int64_t t = tile * T + col;
+    const bool in_batch = t < batch;
+
+    // Shift: per column, the max over the slice's child rows (-inf: every term is 0, column untouched).
+    float pm = -INFINITY;
+    if (in_batch) {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) pm = fmaxf(pm, values[(crow + row0 + j) * batch + t]);
+    }
+    __syncthreads();  // the previous item is done with the shared buffers
+    sm.red[row0 / 8][col] = pm;
+    for (int idx = tid; idx < CS * T; idx += kTcThreads) sm.sacc[idx / T][idx % T] = 0.0f;
+    __syncthreads();
+    float m = sm.red[0][col];
+#pragma unroll
+    for (int gg = 1; gg < G; ++gg) m = fmaxf(m, sm.red[gg][col]);
+    const bool active = m > -INFINITY;
+
+    const int64_t q0 = s.child_block_start[k];
+    const int64_t K = (s.child_block_start[k + 1] - q0) * b;
+    const int64_t nch = (K + KC - 1) / KC;
+
+    FragAcc acc;
+    wmma::fill_fragment(acc, 0.0f);
+    float fv[8], vv[8], wv[NW];
+    int64_t prow = -1, aw = -1;  // this thread's staged A rows: first parent row, its weight row (slice)
+    auto load_chunk = [&](int64_t ch) {
+      const int64_t kr = ch * KC + row0;
+      prow = -1;
+      if (active && kr < K) {
+        const int32_t e = s.child_block_entries[q0 + (kr >> lb)];
+        const int64_t wo = s.weight_offsets[e];
+        if (wo >= 0 && s.child_rows[e] == cblock) {
+          const int64_t r = kr & (b - 1);
+          prow = s.out_rows[static_cast<uint32_t>(e) / ufanin] + r;
+          aw = wo + r * cb + c0;
+        }
+      }
+      if (prow >= 0) {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          fv[j] = flows[(prow + j) * batch + t];
+          vv[j] = values[(prow + j) * batch + t];
+        }
+      } else {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          fv[j] = 0.0f;
+          vv[j] = -INFINITY;
+        }
+      }
+      const int64_t kw = ch * KC + wrow;
+      int64_t wp = -1;
+      if (kw < K) {
+        const int32_t e = s.child_block_entries[q0 + (kw >> lb)];
+        const int64_t wo = s.weight_offsets[e];
+        if (wo >= 0 && s.child_rows[e] == cblock) wp = wo + (kw & (b - 1)) * cb + c0 + wcol;
+      }
+#pragma unroll
+      for (int u = 0; u < NW; ++u) wv[u] = wp >= 0 ? params[wp + u] : 0.0f;
+    };
+
+    if (nch > 0) load_chunk(0);
+    for (int64_t ch = 0; ch < nch; ++ch) {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        float a = 0.0f;
+        if (live_row(fv[j], vv[j])) {  // only loaded where the column is active
+          const float d = m - vv[j];
+          if (d <= kMaxShift) {
+            a = fv[j] * __expf(d);
+          } else {
+            // Exact path for this (row, column): its terms go to sacc, which the epilogue adds
+            // without the e factor. Several K rows of one column may take it: shared atomics.
+            for (int c = 0; c < CS; ++c) {
+              const float w = params[aw + j * cb + c];
+              if (!(w > 0.0f)) continue;
+              const float vc = values[(crow + c) * batch + t];
+              if (vc > -INFINITY) atomicAdd(&sm.sacc[c][col], exact_term(fv[j], w, vc, vv[j]));
+            }
+          }
+        }
+        sm.u.st.a[row0 + j][col] = tf32(a);
+      }
+#pragma unroll
+      for (int u = 0; u < NW; ++u) sm.u.st.w[wrow][wcol + u] = tf32(wv[u]);
+      __syncthreads();
+      if (ch + 1 < nch) load_chunk(ch + 1);  // in flight during the products below
+#pragma unroll
+      for (int kk = 0; kk < KC; kk += 8) {
+        FragWt fa;
+        FragBrow fb;
+        wmma::load_matrix_sync(fa, &sm.u.st.w[kk][fr * 16], S::kLdW);
+        wmma::load_matrix_sync(fb, &sm.u.st.a[kk][fc * 16], S::kLdA);
+        wmma::mma_sync(acc, fa, fb, acc);
+      }
+      __syncthreads();  // readers are done with the chunk
+    }
+
+    // Epilogue: flows[c, t] += exp(v_c - m) * acc[c, t] + sacc[c, t].
+    wmma::store_matrix_sync(&sm.u.acc[fr * 16][fc * 16], acc, S::kLdC, wmma::mem_row_major);
+    __syncthreads();
+    if (active) {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const int c = row0 + j;
+        const int64_t at = (crow + c) * batch + t;
+        flows[at] += __expf(values[at] - m) * sm.u.acc[c][col] + sm.sacc[c][col];
+      }
+    }
+  }
+}
+
+// Kernel 2 (tensor cores). A CTA owns (entry (i, f), output tile RT x CT of the b x cb weight block)
+// and reduces over the batch in stages of kTK = 64 columns: P [RT, CT] += A [RT, kTK] x E^T [kTK, CT],
+// with the shift per column the max over the tile's CT child rows. Each thread stages RT / 4 rows of A
+// and CT / 4 rows of E in one column (the next stage's global loads in flight during the current
+// stage's products); the NFR = (RT / 16) (CT / 16) <= 8 fragments are spread over the 8 warps, each
+// fragment's k-steps split over 8 / NFR warps and summed in the epilogue.
+constexpr int kTK = 64;
+
+template <int RT, int CT>
+struct ParamSmemTc {
+  static constexpr int kLd = kTK + 4;
+  static constexpr int NFR = (RT / 16) * (CT / 16);
+  union __align__(128) U {
+    struct {
+      float a[RT][kLd];  // A [rows, batch], tf32
+      float e[CT][kLd];  // E [child rows, batch] = E^T column-major, tf32
+    } st;
+    float acc[8][256];  // one 16 x 16 fragment per warp
+  };
+  U u;
+  float sacc[RT][CT];              // exact-path sums, one owner thread per output
+  float red[4][kTK];               // partial column maxima
+  unsigned char slow[RT][kTK];     // (row, column) takes the exact path
+};
+
+template <int RT, int CT>
+__global__ void __launch_bounds__(kTcThreads, 2) param_flow_tc(DevSum s, const float* __restrict__ params,
+                                                               const float* __restrict__ values,
+                                                               const float* __restrict__ flows,
+                                                               float* __restrict__ param_flows, int64_t batch) {
+  using S = ParamSmemTc<RT, CT>;
+  constexpr int NFR = S::NFR, KS = 8 / NFR, RA = RT / 4, RE = CT / 4, NOUT = RT * CT / kTcThreads;
+  static_assert(NFR >= 1 && NFR <= 8 && NOUT >= 1, "tile shape");
+  __shared__ S sm;
+
+  const int tid = threadIdx.x, warp = tid >> 5;
+  const int col = tid & (kTK - 1), g = tid >> 6;
+  const int frag = warp % NFR, phase = warp / NFR;
+  const int fr = frag / (CT / 16), fc = frag % (CT / 16);
+  const int64_t b = s.block_size, cb = s.child_block_size;
+  const uint32_t ufanin = static_cast<uint32_t>(s.fanin);
+  const int64_t tr = b / RT, tc = cb / CT;
+  const int64_t items = s.num_blocks * s.fanin * tr * tc;
+
+  for (int64_t item = blockIdx.x; item < items; item += gridDim.x) {
+    const int64_t e = item / (tr * tc), rest = item % (tr * tc);
+    const int64_t r0 = (rest / tc) * RT, c0 = (rest % tc) * CT;
+    const int64_t crow0 = s.child_rows[e], woff = s.weight_offsets[e];
+    if (crow0 < 0 || woff < 0) continue;  // uniform over the CTA
+    const int64_t prow = s.out_rows[static_cast<uint32_t>(e) / ufanin] + r0;  // first parent row of the tile
+    const int64_t crow = crow0 + c0;                                          // first child row of the tile
+
+    __syncthreads();  // the previous item is done with the shared buffers
+    for (int idx = tid; idx < RT * CT; idx += kTcThreads) sm.sacc[idx / CT][idx % CT] = 0.0f;
+
+    FragAcc acc;
+    wmma::fill_fragment(acc, 0.0f);
+    float fv[RA], vv[RA], cv[RE];
+    auto load_stage = [&](int64_t t0) {
+      const int64_t t = t0 + col;
+      if (t < batch) {
+#pragma unroll
+        for (int j = 0; j < RE; ++j) cv[j] = values[(crow + g * RE + j) * batch + t];
+#pragma unroll
+        for (int j = 0; j < RA; ++j) {
+          fv[j] = flows[(prow + g * RA + j) * batch + t];
+          vv[j] = values[(prow + g * RA + j) * batch + t];
+        }
+      } else {
+#pragma unroll
+        for (int j = 0; j < RE; ++j) cv[j] = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < RA; ++j) {
+          fv[j] = 0.0f;
+          vv[j] = -INFINITY;
+        }
+      }
+    };
+
+    load_stage(0);
+    for (int64_t t0 = 0; t0 < batch; t0 += kTK) {
+      float pm = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < RE; ++j) pm = fmaxf(pm, cv[j]);
+      sm.red[g][col] = pm;
+      __syncthreads();
+      const float m = fmaxf(fmaxf(sm.red[0][col], sm.red[1][col]), fmaxf(sm.red[2][col], sm.red[3][col]));
+      const bool active = m > -INFINITY;
+#pragma unroll
+      for (int j = 0; j < RE; ++j) sm.u.st.e[g * RE + j][col] = tf32(active ? __expf(cv[j] - m) : 0.0f);
+      int any_slow = 0;
+#pragma unroll
+      for (int j = 0; j < RA; ++j) {
+        float a = 0.0f;
+        unsigned char sl = 0;
+        if (active && live_row(fv[j], vv[j])) {
+          const float d = m - vv[j];
+          if (d <= kMaxShift)
+            a = fv[j] * __expf(d);
+          else
+            sl = 1;
+        }
+        sm.u.st.a[g * RA + j][col] = tf32(a);
+        sm.slow[g * RA + j][col] = sl;
+        any_slow |= sl;
+      }
+      any_slow = __syncthreads_or(any_slow);
+      if (t0 + kTK < batch) load_stage(t0 + kTK);  // in flight during the products below
+#pragma unroll
+      for (int ks = 0; ks < 8 / KS; ++ks) {
+        const int kk = (phase + ks * KS) * 8;
+        FragArow fa;
+        FragEt fb;
+        wmma::load_matrix_sync(fa, &sm.u.st.a[fr * 16][kk], S::kLd);
+        wmma::load_matrix_sync(fb, &sm.u.st.e[fc * 16][kk], S::kLd);
+        wmma::mma_sync(acc, fa, fb, acc);
+      }
+      if (any_slow) {
+#pragma unroll
+        for (int j = 0; j < NOUT; ++j) {
+          const int o = tid + j * kTcThreads, r = o / CT, c = o % CT;
+          const float w = params[woff + (r0 + r) * cb + c0 + c];
+          if (!(w > 0.0f)) continue;
+          float sum = 0.0f;
+          for (int x = 0; x < kTK; ++x) {
+            if (!sm.slow[r][x]) continue;
+            const int64_t tt = t0 + x;
+            const float vc = values[(crow + c) * batch + tt];
+            if (!(vc > -INFINITY)) continue;
+            const int64_t at = (prow + r) * batch + tt;
+            sum += exact_term(flows[at], w, vc, values[at]);
+          }
+          sm.sacc[r][c] += sum;  // this thread alone owns output (r, c)
+        }
+      }
+      __syncthreads();  // readers are done with the stage
+    }
+
+    // Epilogue: per-warp fragments through shared memory, summed over the k-step phases.
+    wmma::store_matrix_sync(sm.u.acc[warp], acc, 16, wmma::mem_row_major);
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < NOUT; ++j) {
+      const int o = tid + j * kTcThreads, r = o / CT, c = o % CT;
+      const int f = (r / 16) * (CT / 16) + c / 16, x = (r % 16) * 16 + c % 16;
+      float p = 0.0f;
+#pragma unroll
+      for (int ph = 0; ph < KS; ++ph) p += sm.u.acc[f + ph * NFR][x];
+      const int64_t at = woff + (r0 + r) * cb + c0 + c;
+      const float val = params[at] * p + sm.sacc[r][c];
+      if (s.disjoint_weights)
+        param_flows[at] += val;
+      else
+        atomicAdd(param_flows + at, val);
+    }
+  }
+}
+
+bool pow2(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
+
+int ilog2(int64_t x) {
+  int l = 0;
+  while ((int64_t(1) << l) < x) ++l;
+  return l;
+}
+
+template <int CS>
+void launch_child_tc(const DevSum& s, const float* params, const float* values, float* flows, int64_t batch,
+                     cudaStream_t stream) {
+  constexpr int T = ChildSmem<CS>::T;
+  const int64_t col_tiles = (batch + T - 1) / T;
+  const int64_t items = s.num_child_blocks * (s.child_block_size / CS) * col_tiles;
+  const unsigned grid = static_cast<unsigned>(std::min(items, kMaxGrid));
+  child_flow_tc<CS><<<grid, kTcThreads, 0, stream>>>(s, params, values, flows, batch, col_tiles,
+                                                     ilog2(s.block_size));
+  PCC_CUDA_CHECK_LAUNCH("sum_backward (child flows, tensor cores)");
+}
+
+template <int RT, int CT>
+void launch_param_tc(const DevSum& s, const float* params, const float* values, const float* flows,
+                     float* param_flows, int64_t batch, cudaStream_t stream) {
+  const int64_t items = s.num_blocks * s.fanin * (s.block_size / RT) * (s.child_block_size / CT);
+  const unsigned grid = static_cast<unsigned>(std::min(items, kMaxGrid));
+  param_flow_tc<RT, CT><<<grid, kTcThreads, 0, stream>>>(s, params, values, flows, param_flows, batch);
+  PCC_CUDA_CHECK_LAUNCH("sum_backward (parameter flows, tensor cores)");
+}
+
+template <int RT>
+void launch_param_tc_rt(const DevSum& s, const float* params, const float* values, const float* flows,
+                        float* param_flows, int64_t batch, cudaStream_t stream) {
+  if (s.child_block_size >= 32)
+    launch_param_tc<RT, 32>(s, params, values, flows, param_flows, batch, stream);
+  else
+    launch_param_tc<RT, 16>(s, params, values, flows, param_flows, batch, stream);
+}
+
 }  // namespace
 
 void sum_backward(const DevSum& s, const float* params, const float* values, float* flows, float* param_flows,
@@ -374,7 +744,24 @@ void sum_backward(const DevSum& s, const float* params, const float* values, flo
   // Every parent row's flow is final here (its layer's partitions ran after all later layers), and
   // the parameter kernel reads parent flows only, so the two kernels are independent; the stream
   // orders them anyway.
-  const int64_t cb = s.child_block_size;
+  const int64_t b = s.block_size, cb = s.child_block_size;
+  const int64_t entries = s.num_blocks * s.fanin;
+  if (entries > INT32_MAX || b * cb > INT32_MAX)
+    ::pcc::raise("sum_backward: partition too large (", s.num_blocks, " blocks x fanin ", s.fanin, ")");
+  if (pow2(b) && pow2(cb) && b >= 16 && cb >= 16) {
+    if (s.num_child_blocks > 0) {
+      if (cb >= 32)
+        launch_child_tc<32>(s, params, values, flows, batch, stream);
+      else
+        launch_child_tc<16>(s, params, values, flows, batch, stream);
+    }
+    if (b >= 32)
+      launch_param_tc_rt<32>(s, params, values, flows, param_flows, batch, stream);
+    else
+      launch_param_tc_rt<16>(s, params, values, flows, param_flows, batch, stream);
+    return;
+  }
+
   if (s.num_child_blocks > 0) {
     if (cb >= 32)
       launch_child<32>(s, params, values, flows, batch, stream);
@@ -390,12 +777,9 @@ void sum_backward(const DevSum& s, const float* params, const float* values, flo
       launch_child<1>(s, params, values, flows, batch, stream);
   }
 
-  const ParamShape sh = param_shape(s.block_size, cb, batch);
+  const ParamShape sh = param_shape(b, cb, batch);
   if (sh.smem > 48 * 1024)
-    ::pcc::raise("sum_backward: block ", s.block_size, " x ", cb, " needs too much shared memory");
-  const int64_t entries = s.num_blocks * s.fanin;
-  if (entries > INT32_MAX || s.block_size * cb > INT32_MAX)
-    ::pcc::raise("sum_backward: partition too large (", s.num_blocks, " blocks x fanin ", s.fanin, ")");
+    ::pcc::raise("sum_backward: block ", b, " x ", cb, " needs too much shared memory");
   const unsigned grid = static_cast<unsigned>(std::min(entries, kMaxGrid));
   param_flow_kernel<<<grid, kParamThreads, sh.smem, stream>>>(s, params, values, flows, param_flows, batch,
                                                               static_cast<int>(sh.tt), static_cast<int>(sh.lanes),

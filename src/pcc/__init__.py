@@ -12,6 +12,7 @@ from . import _C
 from .model import TensorCircuit, compile
 from .threads import set_num_threads, get_num_threads, cuda_available
 from . import structures, datasets
+from .interop import from_pyjuice
 
 GAUSSIAN_MIN_STD = _C.GAUSSIAN_MIN_STD  # Gaussian stds never go below this in em_step
 

@@ -16,6 +16,7 @@ under `torch.no_grad()` it is freed on return, otherwise it is kept for the back
 import numpy as np
 import torch
 from torch import nn
+from torch.autograd.graph import increment_version
 
 from . import _C, dists
 from .errors import Error
@@ -182,9 +183,15 @@ class TensorCircuit(nn.Module):
             raise Error(f"em_step: step_size must be in [0, 1], got {step_size}")
         if not pseudocount >= 0.0 or not np.isfinite(pseudocount):
             raise Error(f"em_step: pseudocount must be a finite number >= 0, got {pseudocount}")
-        params = self._normalized().clone()
-        self._backend().em_update(params, self.param_flows, step_size, pseudocount)
-        self._set_params(params)
+        # In place on the normalized cache, then log-parameters written straight into the parameter:
+        # two passes over the parameters and no copies (they reach hundreds of millions).
+        params = self._normalized()
+        backend = self._backend()
+        backend.em_update(params, self.param_flows, step_size, pseudocount)
+        backend.log_params(params, self.log_params.detach())
+        increment_version(params)  # a pending backward that saved them would now refuse to run
+        increment_version(self.log_params)
+        self._cache = ((self.log_params.data_ptr(), self.log_params._version), params)
         self.zero_flows()
 
     def _set_params(self, params):

@@ -328,9 +328,10 @@ Ref reference(const Circuit& c, const std::vector<std::vector<double>>& P, const
           const bool m = d.mt.data && d.miss[b * d.V + v.var];
           const double x = d.x[b * d.V + v.var];
           if (v.dist == Dist::Gaussian) {
-            const double mean = p[i], sd = p[v.num_nodes + i];
-            st[i * 3 + 0] += fb * (m ? mean : x);
-            st[i * 3 + 1] += fb * (m ? mean * mean + sd * sd : x * x);
+            // Centred on the node's mean: d = x - mean; a missing value counts (0, std^2).
+            const double mean = p[i], sd = p[v.num_nodes + i], dx = x - mean;
+            st[i * 3 + 0] += fb * (m ? 0.0 : dx);
+            st[i * 3 + 1] += fb * (m ? sd * sd : dx * dx);
             st[i * 3 + 2] += fb;
           } else if (v.dist == Dist::Bernoulli) {
             if (m) st[i * 2] += fb * (1 - p[i]), st[i * 2 + 1] += fb * p[i];
@@ -579,7 +580,7 @@ void check_em(const char* name, const Circuit& c, const Plan& plan, const Data& 
       for (int64_t i = 0; i < n; ++i) {
         const double s1 = F[3 * i], s2 = F[3 * i + 1], N = F[3 * i + 2];
         const double mean = P[g][i], sd = P[g][n + i];
-        const double m = s1 / N, var = std::max(s2 / N - m * m, 0.0);
+        const double m = mean + s1 / N, var = std::max(s2 / N - (s1 / N) * (s1 / N), 0.0);
         const double nm = (1 - s) * mean + s * m;
         const double nv = (1 - s) * sd * sd + s * var + s * (1 - s) * (m - mean) * (m - mean);
         check_close("em mean", got[g][i], N > 0 ? nm : mean, 1e-4, bad);

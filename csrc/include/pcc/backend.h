@@ -29,8 +29,8 @@ void cpu_forward(const ForwardArgs& a);
 //   sum weights: the edge flow (expected count) of each (sum node, child node) pair;
 //   Categorical / Bernoulli: expected count of each category (missing value: flow x the node's
 //     own probabilities, the marginalized E-step);
-//   Gaussian (3 slots): S1 = sum F x, S2 = sum F x^2, S0 = sum F (missing: F mean, F (mean^2 + std^2),
-//   F).
+//   Gaussian (3 slots), centred on the node's current mean d = x - mean: S1 = sum F d, S2 = sum F d^2,
+//   S0 = sum F (missing: 0, F std^2, F).
 // Tied vectors share slots, so their statistics pool. root_flow scales each sample's flows: 1 for EM
 // statistics, d objective / d log p(x) for gradients.
 struct BackwardArgs {
@@ -55,14 +55,15 @@ void cpu_log_params(const Plan& p, const float* params, float* log_params);
 // One EM update of every parameter from param_flows (DESIGN.md, Semantics; Gaussians as in
 // pcc.reference): theta <- (1 - s) theta + s (F + a/K) / (sum F + a) per sum node (K = its edges)
 // and per Categorical / Bernoulli node (K = categories); a node with zero total flow and a = 0 keeps
-// its parameters; Gaussian stds are floored at kGaussianMinStd.
+// its parameters; Gaussian stds are floored at kGaussianMinStd, and a variance below 1e-6 of the
+// centred second moment (float32 rounding of the statistics) counts as 0.
 constexpr double kGaussianMinStd = 1e-3;
 void cpu_em_update(const Plan& p, float* params, const float* param_flows, double step_size,
                    double pseudocount);
 
 // grad += d objective / d log-parameters, from param_flows accumulated with root_flow = d objective /
 // d log p(x) and the normalized params: sums and categoricals G_k - p_k sum_j G_j; Gaussians
-// d/d mean = (S1 - mean S0) / std^2, d/d log std = (S2 - 2 mean S1 + mean^2 S0) / std^2 - S0.
+// d/d mean = S1 / std^2, d/d log std = S2 / std^2 - S0 (centred statistics).
 void cpu_param_grads(const Plan& p, const float* params, const float* param_flows, float* grad);
 
 void set_num_threads(int n);  // CPU backend; n <= 0 means hardware concurrency
