@@ -7,6 +7,7 @@
 #include <string>
 #include <type_traits>
 
+#include "core/input_values.h"
 #include "cpu/ops.h"
 #include "pcc/backend.h"
 #include "pcc/error.h"
@@ -20,33 +21,6 @@ bool known_dtype(DType t) { return static_cast<uint8_t>(t) <= static_cast<uint8_
 const char* device_name(DeviceType d) { return d == DeviceType::CPU ? "cpu" : "cuda"; }
 
 template <class T>
-std::string show(T v) {
-  std::ostringstream s;
-  if constexpr (std::is_floating_point_v<T>) {
-    if (std::isnan(v)) return "nan";
-    s << std::setprecision(9) << v;
-  } else {
-    s << static_cast<int64_t>(v);
-  }
-  return s.str();
-}
-
-// What reads variable v, for messages: the discrete input that sets its limit, or a Gaussian.
-std::string describe_var(const Plan& p, int64_t v) {
-  const int64_t limit = p.var_limit[v];
-  for (const Layer& l : p.layers)
-    for (const InputGroup& g : l.inputs)
-      for (int64_t i = 0; i < g.num_nodes; ++i) {
-        if (g.var[i] != v) continue;
-        if (limit == 0 && g.dist == Dist::Gaussian) return "Gaussian";
-        if (limit > 0 && g.dist == Dist::Bernoulli && limit == 2) return "Bernoulli";
-        if (limit > 0 && g.dist == Dist::Categorical && g.num_cats[i] == limit)
-          return "Categorical with " + std::to_string(limit) + " categories";
-      }
-  return limit > 0 ? "discrete with " + std::to_string(limit) + " categories" : "continuous";
-}
-
-template <class T>
 void check_values(const ForwardArgs& a) {
   const Plan& p = *a.plan;
   const TensorRef& x = a.x;
@@ -56,24 +30,7 @@ void check_values(const ForwardArgs& a) {
       const int64_t limit = p.var_limit[v];
       if (limit < 0 || cpu::is_missing(a.missing, b, v)) continue;  // not read
       const T val = cpu::at2<T>(x, b, v);
-      if constexpr (std::is_floating_point_v<T>) {
-        if (std::isnan(val))
-          raise("x[", b, ", ", v, "] = nan: NaN in an observed entry of variable ", v,
-                " (mark the entry missing to marginalise it)");
-        if (limit == 0 && !std::isfinite(val))
-          raise("x[", b, ", ", v, "] = ", show(val), ": variable ", v, " is ", describe_var(p, v),
-                ", observed values must be finite");
-      }
-      if (limit > 0) {
-        bool ok;
-        if constexpr (std::is_floating_point_v<T>)
-          ok = val >= T(0) && val < T(limit) && std::floor(val) == val;
-        else
-          ok = static_cast<int64_t>(val) >= 0 && static_cast<int64_t>(val) < limit;
-        if (!ok)
-          raise("x[", b, ", ", v, "] = ", show(val), ": variable ", v, " is ", describe_var(p, v),
-                ", values must be integers in [0, ", limit, ")");
-      }
+      if (!value_ok(val, limit)) raise_bad_value(p, b, v, val);
     }
 }
 
@@ -112,7 +69,7 @@ void validate_inputs(const ForwardArgs& a) {
   PCC_CHECK(empty || a.values != nullptr, "forward: no workspace (values) buffer");
   PCC_CHECK(empty || a.out != nullptr || p.num_root_nodes == 0, "forward: no output buffer");
   if (empty) return;
-  cpu::with_dtype(x.dtype, [&](auto tag) { check_values<decltype(tag)>(a); });
+  with_dtype(x.dtype, [&](auto tag) { check_values<decltype(tag)>(a); });
 }
 
 }  // namespace pcc

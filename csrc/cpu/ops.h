@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/input_values.h"
 #include "pcc/plan.h"
 #include "pcc/tensor.h"
 
@@ -43,22 +44,6 @@ struct ParamUnit {
   int64_t group = 0, lo = 0, hi = 0;
 };
 std::vector<ParamUnit> param_units(const Plan& p);
-
-// Calls f(T{}) with T the C++ type of dtype t (bool read as uint8_t).
-template <class F>
-decltype(auto) with_dtype(DType t, F&& f) {
-  switch (t) {
-    case DType::Bool:
-    case DType::UInt8: return f(uint8_t{});
-    case DType::Int8: return f(int8_t{});
-    case DType::Int16: return f(int16_t{});
-    case DType::Int32: return f(int32_t{});
-    case DType::Int64: return f(int64_t{});
-    case DType::Float32: return f(float{});
-    case DType::Float64: return f(double{});
-  }
-  return f(float{});  // unreachable for valid enum values; validate_inputs rejects others first
-}
 
 // Element (b, v) of a 2-D strided tensor.
 template <class T>

@@ -10,6 +10,7 @@
 // (the missing part is still reduced in double).
 #include <algorithm>
 
+#include "core/input_values.h"
 #include "cuda/cuda_check.cuh"
 #include "cuda/ops.cuh"
 #include "pcc/error.h"
@@ -165,20 +166,6 @@ __global__ void __launch_bounds__(kThreads) input_backward_kernel(
   }
 }
 
-template <class F>
-void with_type(DType t, F&& f) {
-  switch (t) {
-    case DType::Bool:
-    case DType::UInt8: return f(uint8_t{});
-    case DType::Int8: return f(int8_t{});
-    case DType::Int16: return f(int16_t{});
-    case DType::Int32: return f(int32_t{});
-    case DType::Int64: return f(int64_t{});
-    case DType::Float32: return f(float{});
-    case DType::Float64: return f(double{});
-  }
-  raise("CUDA backend: unknown x dtype code ", static_cast<int>(t));
-}
 
 }  // namespace
 
@@ -187,7 +174,7 @@ void input_backward(const DevInputGroup& g, const float* params, const void* x, 
   if (g.num_nodes == 0 || batch == 0) return;
   const dim3 grid(static_cast<unsigned>(std::min<int64_t>(g.num_nodes, int64_t(1) << 20)),
                   static_cast<unsigned>(std::min<int64_t>((batch + kChunk - 1) / kChunk, 65535)));
-  with_type(t, [&](auto tag) {
+  with_dtype(t, [&](auto tag) {
     using T = decltype(tag);
     input_backward_kernel<T><<<grid, kThreads, 0, stream>>>(g.dist, g.row_start, g.num_nodes, g.var, g.param_offset,
                                                            g.num_cats, params, static_cast<const T*>(x), missing,

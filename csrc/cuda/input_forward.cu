@@ -5,6 +5,7 @@
 // coalesced; x is read per variable column (strided, [batch, num_vars] row-major).
 #include <algorithm>
 
+#include "core/input_values.h"
 #include "cuda/cuda_check.cuh"
 #include "cuda/ops.cuh"
 #include "pcc/error.h"
@@ -42,20 +43,6 @@ __global__ void input_forward_kernel(int64_t row_start, int64_t num_nodes, const
   }
 }
 
-template <class F>
-void with_type(DType t, F&& f) {
-  switch (t) {
-    case DType::Bool:
-    case DType::UInt8: return f(uint8_t{});
-    case DType::Int8: return f(int8_t{});
-    case DType::Int16: return f(int16_t{});
-    case DType::Int32: return f(int32_t{});
-    case DType::Int64: return f(int64_t{});
-    case DType::Float32: return f(float{});
-    case DType::Float64: return f(double{});
-  }
-  raise("CUDA backend: unknown x dtype code ", static_cast<int>(t));
-}
 
 }  // namespace
 
@@ -66,7 +53,7 @@ void input_forward(const DevInputGroup& g, const float* params, const void* x, D
                   static_cast<unsigned>(std::min<int64_t>(g.num_nodes, 65535)));
   // Gaussian: mean, std at the node's first slots, as the CPU: -log(std) - log(2 pi)/2 - z^2/2.
   const bool gaussian = g.dist == Dist::Gaussian;
-  with_type(t, [&](auto tag) {
+  with_dtype(t, [&](auto tag) {
     using T = decltype(tag);
     input_forward_kernel<T><<<grid, kThreads, 0, stream>>>(g.row_start, g.num_nodes, g.var, g.param_offset,
                                                           gaussian, params, static_cast<const T*>(x), missing,

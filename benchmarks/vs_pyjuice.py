@@ -1,0 +1,362 @@
+"""pcc beside PyJuice 2.6.3 on one GPU, on the very same circuits (../shared/BENCHMARKS.md, issue 5).
+
+Each configuration is built ONCE by PyJuice, compiled by PyJuice, and converted with
+`pcc.from_pyjuice` (the compiled TensorCircuit's parameters, pass-through nodes included), so both
+systems run one circuit with one set of parameters. Per configuration, in one process:
+
+1. agreement: log-likelihoods of one batch (PyJuice vs pcc within 1e-3 x max(1, |ll|)), and the
+   parameters after one mini-batch EM step on that batch (PyJuice `mini_batch_em` read back with
+   `update_parameters`, pcc `em_step` read with `get_params`; within 1e-3 relative for parameters
+   above 1e-3, 1e-6 absolute below), and each system's log-likelihood error against the float64
+   oracle `pcc.reference.log_likelihood` on the first `--ref-rows` rows (before the EM step);
+2. timing, median of `--reps` calls after warm-up (CUDA events): `fwd` (log-likelihood, no grad),
+   `fwd+bwd` (forward + flow backward), `step` (fwd+bwd + mini-batch EM update);
+3. peak training memory: `torch.cuda.max_memory_allocated`, reset before each system's EM loop,
+   minus what was allocated just before that system was put on the GPU. The two systems take turns:
+   PyJuice's TensorCircuit is deleted before pcc's model is created, so neither peak holds the other.
+
+A configuration that fails prints its error in its row and the run goes on. The markdown table comes
+last (also written atomically to `--out`), with geometric means of the ratios.
+
+    PYTHONPATH=.site python benchmarks/vs_pyjuice.py [--only hclt-256,hmm-512] [--quick] \
+        [--out benchmarks/results/vs_pyjuice.md] [--precision tf32] [--ref-rows 8]
+    python benchmarks/vs_pyjuice.py --device cpu --quick   # pcc half only (PyJuice needs CUDA)
+"""
+import argparse
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+
+import numpy as np
+import torch
+
+import pcc
+from pcc.interop.pyjuice import sum_params_as_pcc
+
+NAMES = ["hclt-128", "hclt-256", "hclt-512", "pd-64", "pd-128", "pd-256", "rat-128", "rat-256",
+         "hmm-512", "hmm-2048"]
+
+
+def build(name, device, quick):
+    """(PyJuice root node, data generator b -> LongTensor [b, num_vars] on device)."""
+    import pyjuice as juice
+    from pyjuice.nodes.distributions import Categorical
+
+    kind, k = name.split("-")
+    k = int(k)
+    if quick:  # tiny versions of the same structures, for a CPU check of the script
+        ncat, shape, nv = 16, (4, 4), 16
+        k = {"hclt": 8, "pd": 8, "rat": 8, "hmm": 16}[kind]
+    else:
+        ncat, shape, nv = 256, (28, 28), 784
+    img = lambda b: torch.randint(0, ncat, (b, nv), device=device)  # noqa: E731
+    cat = Categorical(num_cats=ncat)
+    if kind == "hclt":
+        return juice.structures.HCLT(img(2048), num_latents=k, input_dist=cat), img
+    if kind == "pd":
+        return juice.structures.PD(data_shape=shape, num_latents=k, split_intervals=(4, 4) if not quick
+                                   else (2, 2), input_dist=cat), img
+    if kind == "rat":
+        return juice.structures.RAT_SPN(num_vars=nv, num_latents=k, depth=5 if not quick else 2,
+                                        num_repetitions=4, num_pieces=2, input_dist=cat), img
+    if kind == "hmm":
+        seq, emits = (32, 33279) if not quick else (8, 50)
+        return (juice.structures.HMM(seq_length=seq, num_latents=k, num_emits=emits, homogeneous=True),
+                lambda b: torch.randint(0, emits, (b, seq), device=device))
+    raise ValueError(f"unknown configuration {name!r}")
+
+
+def timed(fn, device, reps, warm=3):
+    for _ in range(warm):
+        fn()
+    if device.type != "cuda":
+        ts = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn()
+            ts.append((time.perf_counter() - t) * 1e3)
+        return statistics.median(ts)
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        torch.cuda.synchronize()
+        ts.append(a.elapsed_time(b))
+    return statistics.median(ts)
+
+
+def rel_err(a, ref):
+    a, ref = np.asarray(a, np.float64), np.asarray(ref, np.float64)
+    return float(np.max(np.abs(a - ref) / np.maximum(1.0, np.abs(ref))))
+
+
+def param_err(a, b):
+    """max |a - b| / max(|b|, 1e-3): <= 1e-3 means 1e-3 relative above 1e-3 and 1e-6 absolute below."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-3))) if a.size else 0.0
+
+
+def mem_now(device):
+    return torch.cuda.memory_allocated() if device.type == "cuda" else 0
+
+
+def reset_peak(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_gib(device, base):
+    if device.type != "cuda":
+        return float("nan")
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**30
+
+
+def pj_params_after(mapping):
+    """{id(pcc vector): PyJuice's parameters in pcc's layout} for the parameter owners (not tied)."""
+    from pyjuice.nodes import InputNodes, SumNodes
+    out = {}
+    for n, v in mapping.items():
+        if n.is_tied() or getattr(v, "param_group", None) is None:
+            continue
+        if isinstance(n, SumNodes):
+            out[id(v)] = (v, sum_params_as_pcc(n))
+        elif isinstance(n, InputNodes):
+            p = n._params.detach().cpu().numpy().reshape(n.num_nodes, -1)
+            out[id(v)] = (v, p if v.dist.name != "gaussian" else p.T)  # gaussian: [2, n]
+    return out
+
+
+def pcc_params(model, v):
+    p = model.get_params(v)
+    if isinstance(p, dict):
+        p = torch.stack([p["mean"], p["std"]]) if "mean" in p else p["probs"]
+    return p.cpu().numpy()
+
+
+def run_config(name, args, device):
+    r = {"config": name}
+    t0 = time.perf_counter()
+    torch.manual_seed(0)
+    ns, data = build(name, device, args.quick)
+    x = data(args.batch)
+    xr = x[:args.ref_rows].cpu()
+    r["build_s"] = time.perf_counter() - t0
+    have_pj = device.type == "cuda" and not args.pcc_only
+
+    # ---- PyJuice: compile, agreement data, timing; then it leaves the GPU ----
+    import pyjuice as juice
+    if have_pj:
+        base = mem_now(device)
+        pc = juice.compile(ns, verbose=False)
+        pc.to(device)
+        t = time.perf_counter()
+        root, mapping = pcc.from_pyjuice(pc, return_map=True)  # the compiled circuit, its parameters
+        r["convert_s"] = time.perf_counter() - t
+        with torch.no_grad():
+            ll_pj = pc(x)[:, 0].double().cpu().numpy()
+            pc.backward(inputs=x, flows_memory=0.0)
+            pc.mini_batch_em(step_size=args.step_size, pseudocount=args.pseudocount)
+        pc.update_parameters()
+        after_pj = pj_params_after(mapping)
+
+        def pj_fwd():
+            with torch.no_grad():
+                pc(x)
+
+        def pj_fwd_bwd():
+            with torch.no_grad():
+                pc(x)
+                pc.backward(inputs=x, flows_memory=0.0)
+
+        def pj_step():
+            pj_fwd_bwd()
+            pc.mini_batch_em(step_size=args.step_size, pseudocount=args.pseudocount)
+
+        r["pj_fwd"] = timed(pj_fwd, device, args.reps)
+        r["pj_fb"] = timed(pj_fwd_bwd, device, args.reps)
+        reset_peak(device)
+        r["pj_step"] = timed(pj_step, device, args.reps)
+        r["pj_gib"] = peak_gib(device, base)
+        del pc, pj_fwd, pj_fwd_bwd, pj_step
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    else:  # no PyJuice run: convert the un-compiled graph
+        ns.init_parameters()
+        root, mapping = pcc.from_pyjuice(ns, return_map=True)
+        ll_pj, after_pj = None, None
+    mapping = None  # PyJuice nodes are not needed past this point
+
+    # ---- pcc: same circuit, same parameters ----
+    base = mem_now(device)
+    model = pcc.compile(root, device=device, precision=args.precision)
+    s = model.stats()
+    r["edges"] = s["sum_edges"]
+    with torch.no_grad():
+        ll_pcc = model(x).double().cpu().numpy()
+    model.zero_flows()
+    model(x).sum().backward()
+    model.em_step(args.step_size, args.pseudocount)
+    if ll_pj is not None:
+        r["ll_agree"] = rel_err(ll_pcc, ll_pj)
+        r["param_agree"] = max(param_err(pcc_params(model, v), p) for v, p in after_pj.values())
+        after_pj = None
+
+    def fwd():
+        with torch.no_grad():
+            model(x)
+
+    def fwd_bwd():
+        model(x).sum().backward()
+
+    def step():
+        model.zero_flows()
+        model(x).sum().backward()
+        model.em_step(args.step_size, args.pseudocount)
+
+    r["pcc_fwd"] = timed(fwd, device, args.reps)
+    r["pcc_fb"] = timed(fwd_bwd, device, args.reps)
+    reset_peak(device)
+    r["pcc_step"] = timed(step, device, args.reps)
+    r["pcc_gib"] = peak_gib(device, base)
+    del model, fwd, fwd_bwd, step
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+    # ---- float64 oracle on a few rows (the circuit before the EM step) ----
+    t = time.perf_counter()
+    ref = pcc.reference.log_likelihood(root, xr)
+    r["ref_s"] = time.perf_counter() - t
+    r["pcc_err"] = rel_err(ll_pcc[:args.ref_rows], ref)
+    if ll_pj is not None:
+        r["pj_err"] = rel_err(ll_pj[:args.ref_rows], ref)
+    r["total_s"] = time.perf_counter() - t0
+    return r
+
+
+def fmt(r, key, spec):
+    v = r.get(key)
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def ratio(r, a, b):
+    """r[a] / r[b], or None."""
+    if r.get(a) is None or r.get(b) is None or not r[b] or math.isnan(r[a]) or math.isnan(r[b]):
+        return None
+    return r[a] / r[b]
+
+
+HEADER = ("| config | sum edges | PyJuice fwd / fwd+bwd / step ms | pcc fwd / fwd+bwd / step ms | "
+          "speedup fwd / fwd+bwd / step | PyJuice GiB | pcc GiB | mem ratio | PyJuice LL err | "
+          "pcc LL err | LL agree | params agree |")
+
+
+def row(r):
+    if "error" in r:
+        return f"| {r['config']} | FAILED: {r['error']} |" + " |" * 10
+    sp = [ratio(r, f"pj_{k}", f"pcc_{k}") for k in ("fwd", "fb", "step")]
+    r["sp_fwd"], r["sp_fb"], r["sp_step"] = sp
+    r["mem_ratio"] = ratio(r, "pcc_gib", "pj_gib")
+    f = lambda k, s: fmt(r, k, s)  # noqa: E731
+    return (f"| {r['config']} | {r.get('edges', 0):,} | {f('pj_fwd', '.2f')} / {f('pj_fb', '.2f')} / "
+            f"{f('pj_step', '.2f')} | {f('pcc_fwd', '.2f')} / {f('pcc_fb', '.2f')} / {f('pcc_step', '.2f')} | "
+            f"{f('sp_fwd', '.2f')}x / {f('sp_fb', '.2f')}x / {f('sp_step', '.2f')}x | {f('pj_gib', '.2f')} | "
+            f"{f('pcc_gib', '.2f')} | {f('mem_ratio', '.2f')} | {f('pj_err', '.1e')} | {f('pcc_err', '.1e')} | "
+            f"{f('ll_agree', '.1e')} | {f('param_agree', '.1e')} |")
+
+
+def geomean(xs):
+    xs = [x for x in xs if x is not None and x > 0 and not math.isnan(x)]
+    return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else None
+
+
+def summary(results, args, device):
+    lines = [f"device: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}; batch {args.batch}; "
+             f"median of {args.reps}; pcc precision {args.precision}; EM step_size {args.step_size}, "
+             f"pseudocount {args.pseudocount}; LL errors: max |ll - ref| / max(1, |ref|) on {args.ref_rows} "
+             f"rows vs pcc.reference (float64); params agree: max |a-b| / max(|b|, 1e-3) after one EM step"
+             + (" (QUICK: tiny circuits)" if args.quick else ""), "", HEADER,
+             "|" + "---|" * 12]
+    lines += [row(r) for r in results]
+    ok = [r for r in results if "error" not in r]
+    g = {k: geomean([r.get(k) for r in ok]) for k in ("sp_fwd", "sp_fb", "sp_step", "mem_ratio")}
+    gs = lambda k, s="x": "-" if g[k] is None else f"{g[k]:.2f}{s}"  # noqa: E731
+    lines += ["", f"geometric mean speedup (PyJuice ms / pcc ms): fwd {gs('sp_fwd')}, fwd+bwd {gs('sp_fb')}, "
+              f"step {gs('sp_step')}; memory pcc / PyJuice: {gs('mem_ratio', '')}"]
+    steps = [r["sp_step"] for r in ok if r.get("sp_step") is not None]
+    mems = [r["mem_ratio"] for r in ok if r.get("mem_ratio") is not None]
+    if steps:
+        lines.append(f"min step speedup {min(steps):.2f}x; max memory ratio {max(mems) if mems else float('nan'):.2f}")
+    checked = [r for r in ok if "ll_agree" in r]
+    bad = [r["config"] for r in checked if not (r["ll_agree"] <= 1e-3 and r["param_agree"] <= 1e-3)]
+    lines.append("agreement with PyJuice (LL 1e-3, params 1e-3): " + (
+        "not checked (no PyJuice run)" if not checked else "FAIL: " + ", ".join(bad) if bad else
+        f"all {len(checked)} pass") + (f"; failed configurations: {len(results) - len(ok)}"
+                                       if len(ok) < len(results) else ""))
+    return "\n".join(lines)
+
+
+def write_atomic(path, text):
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".vs_pyjuice.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
+    os.replace(tmp, path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", default="", help="comma-separated configuration names: " + ",".join(NAMES))
+    ap.add_argument("--quick", action="store_true", help="tiny circuits, 3 reps, 2 reference rows")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--reps", type=int, default=None, help="timed calls (default 20, quick 3)")
+    ap.add_argument("--ref-rows", type=int, default=None, help="rows for the float64 reference (default 8)")
+    ap.add_argument("--precision", default="tf32")
+    ap.add_argument("--step-size", type=float, default=0.1)
+    ap.add_argument("--pseudocount", type=float, default=0.1)
+    ap.add_argument("--pcc-only", action="store_true", help="skip PyJuice's compile/run (graph still built)")
+    ap.add_argument("--out", default=None, help="write the final table here (atomically)")
+    args = ap.parse_args()
+    args.reps = args.reps or (3 if args.quick else 20)
+    args.ref_rows = min(args.ref_rows or (2 if args.quick else 8), args.batch)
+    device = torch.device(args.device)
+    only = [s for s in args.only.split(",") if s]
+    unknown = set(only) - set(NAMES)
+    if unknown:
+        ap.error(f"unknown configurations {sorted(unknown)}; choose from {NAMES}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error("CUDA is not available; use --device cpu (pcc half only)")
+
+    results = []
+    print(HEADER, flush=True)
+    for name in only or NAMES:
+        try:
+            r = run_config(name, args, device)
+        except Exception as e:  # one configuration failing must not end the run
+            traceback.print_exc()
+            msg = f"{type(e).__name__}: {e}".replace("|", "/").replace("\n", " ")[:300]
+            r = {"config": name, "error": msg}
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        results.append(r)
+        print(row(r), f"  (build {r.get('build_s', 0):.0f}s, convert {r.get('convert_s', 0):.1f}s, "
+              f"reference {r.get('ref_s', 0):.0f}s, total {r.get('total_s', 0):.0f}s)", flush=True)
+    text = summary(results, args, device)
+    print("\n" + text, flush=True)
+    if args.out:
+        write_atomic(args.out, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
