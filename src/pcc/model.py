@@ -215,7 +215,8 @@ class TensorCircuit(nn.Module):
         `[num_nodes, C]`, `[E]` or `[E, b, b]`; inputs a dict: {"probs"} (Categorical `[n, K]`,
         Bernoulli `[n]` = P(x=1)) or {"mean", "std"} (Gaussian)."""
         g = self._group(ns)
-        flat = torch.from_numpy(_C.read_group(self._plan, self._normalized().cpu().data_ptr(), g))
+        params = self._normalized().cpu()  # keep a reference: the pointer must outlive the call
+        flat = torch.from_numpy(_C.read_group(self._plan, params.data_ptr(), g))
         shape = ns.param_group.values.shape
         if isinstance(ns, SumVector):
             return flat.reshape(shape)
