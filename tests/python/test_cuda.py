@@ -145,3 +145,18 @@ def test_memory_is_torch_allocated():
     torch.cuda.synchronize()
     # The value and flow buffers ([rows, batch] float32 each) show up in torch's accounting.
     assert torch.cuda.max_memory_allocated() - base >= 2 * 4 * m.plan.num_rows * 512
+
+
+def test_get_set_params_and_to_circuit_on_the_gpu():
+    for name, root, data in small_structures():
+        cpu, gpu = pcc.compile(root), pcc.compile(root, device="cuda")
+        vs = [v for v in pcc.nodes.topological_order(root) if hasattr(v, "param_group")][:6]
+        for v in vs:
+            a, b = cpu.get_params(v), gpu.get_params(v)
+            for k in (a if isinstance(a, dict) else [None]):
+                x, y = (a, b) if k is None else (a[k], b[k])
+                assert torch.allclose(x, y, atol=1e-6), (name, v)
+        x = data[:64]
+        back = gpu.to_circuit()
+        with torch.no_grad():
+            assert_close(pcc.compile(back)(x), cpu(x), 1e-5)
