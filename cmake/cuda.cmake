@@ -24,6 +24,7 @@ if(PCC_WITH_CUDA)
   file(GLOB PCC_CUDA_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/csrc/cuda/*.cu)
   add_library(pcc_cuda STATIC ${PCC_CUDA_SOURCES})
   add_library(pcc::cuda ALIAS pcc_cuda)
+  set_target_properties(pcc_cuda PROPERTIES EXPORT_NAME cuda)
   target_include_directories(pcc_cuda PUBLIC
     $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/csrc/include>
     $<INSTALL_INTERFACE:include>)

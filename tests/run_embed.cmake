@@ -1,0 +1,35 @@
+# The C++ embedding path end to end: install pcc into a scratch prefix, build examples/embed against it
+# with find_package(pcc), and evaluate a committed circuit on a few rows (each output must be a
+# finite log-likelihood, one per row).
+foreach(v BUILD SOURCE WORK CIRCUIT ROWS)
+  if(NOT DEFINED ${v})
+    message(FATAL_ERROR "run_embed.cmake needs -D${v}=...")
+  endif()
+endforeach()
+file(REMOVE_RECURSE "${WORK}")
+execute_process(COMMAND "${CMAKE_COMMAND}" --install "${BUILD}" --prefix "${WORK}/prefix"
+                RESULT_VARIABLE rc OUTPUT_QUIET)
+if(rc)
+  message(FATAL_ERROR "install failed (${rc})")
+endif()
+execute_process(COMMAND "${CMAKE_COMMAND}" -S "${SOURCE}/examples/embed" -B "${WORK}/build"
+                        "-DCMAKE_PREFIX_PATH=${WORK}/prefix" RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(rc)
+  message(FATAL_ERROR "configuring examples/embed failed:\n${out}\n${err}")
+endif()
+execute_process(COMMAND "${CMAKE_COMMAND}" --build "${WORK}/build" RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(rc)
+  message(FATAL_ERROR "building examples/embed failed:\n${out}\n${err}")
+endif()
+file(WRITE "${WORK}/rows.txt" "${ROWS}")
+execute_process(COMMAND "${WORK}/build/pcc_embed" "${CIRCUIT}" INPUT_FILE "${WORK}/rows.txt"
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(rc)
+  message(FATAL_ERROR "pcc_embed failed (${rc}): ${err}")
+endif()
+string(REGEX MATCHALL "-?[0-9]+\\.[0-9]+" lls "${out}")
+list(LENGTH lls n)
+if(NOT n EQUAL 2)
+  message(FATAL_ERROR "expected 2 log-likelihoods, got: ${out}")
+endif()
+message(STATUS "pcc_embed: ${lls}")
