@@ -161,9 +161,12 @@ def run_config(name, args, device):
         t = time.perf_counter()
         root, mapping = pcc.from_pyjuice(pc, return_map=True)  # the compiled circuit, its parameters
         r["convert_s"] = time.perf_counter() - t
+        # --pj-fp32: PyJuice's float32 kernels for the agreement data (by default its sm_90 parameter
+        # flows use fp16 / TF32 products, which alone can move small parameters by more than 1e-3).
+        fp32 = {"force_use_fp32": True} if args.pj_fp32 else {}
         with torch.no_grad():
-            ll_pj = pc(x)[:, 0].double().cpu().numpy()
-            pc.backward(inputs=x, flows_memory=0.0)
+            ll_pj = pc(x, **fp32)[:, 0].double().cpu().numpy()
+            pc.backward(inputs=x, flows_memory=0.0, **fp32)
             pc.mini_batch_em(step_size=args.step_size, pseudocount=args.pseudocount)
         pc.update_parameters()
         after_pj = pj_params_after(mapping)
@@ -329,6 +332,8 @@ def main():
     ap.add_argument("--step-size", type=float, default=0.1)
     ap.add_argument("--pseudocount", type=float, default=0.1)
     ap.add_argument("--pcc-only", action="store_true", help="skip PyJuice's compile/run (graph still built)")
+    ap.add_argument("--pj-fp32", action="store_true",
+                    help="PyJuice's float32 kernels for the LL / EM agreement checks (timings unchanged)")
     ap.add_argument("--out", default=None, help="write the final table here (atomically)")
     args = ap.parse_args()
     args.reps = args.reps or (3 if args.quick else 20)
