@@ -5,11 +5,10 @@ timed calls after warm-up (CUDA events). Side-by-side with PyJuice is benchmarks
     python benchmarks/cuda_structures.py [--only hclt-256,pd-64] [--batch 512] [--precision tf32]
 """
 import argparse
-import statistics
-
 import torch
 
 import pcc
+from vs_pyjuice import timed  # the same CUDA-event timer as the side-by-side run
 
 
 def configs():
@@ -25,21 +24,6 @@ def configs():
         yield f"rat-{k}", lambda k=k: pcc.structures.RAT_SPN(784, k, 5, 4, input_dist=cat), img
     for k in (512, 2048):
         yield f"hmm-{k}", lambda k=k: pcc.structures.HMM(32, k, 33279), lambda b: torch.randint(0, 33279, (b, 32))
-
-
-def timed(fn, reps=20, warm=3):
-    for _ in range(warm):
-        fn()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        torch.cuda.synchronize()
-        ts.append(a.elapsed_time(b))
-    return statistics.median(ts)
 
 
 def main():
@@ -70,11 +54,12 @@ def main():
             model(x).sum().backward()
             model.em_step(0.1, 0.1)
 
-        t_f = timed(fwd)
-        t_fb = timed(fwd_bwd)
+        dev = torch.device("cuda")
+        t_f = timed(fwd, dev, 20)
+        t_fb = timed(fwd_bwd, dev, 20)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-        t_s = timed(step)
+        t_s = timed(step, dev, 20)
         mem = torch.cuda.max_memory_allocated() / 2**30
         s = model.stats()
         print(f"| {name} | {model.num_nodes:,} | {s['sum_edges']:,} | {model.plan.summary()['layers']} | "

@@ -7,6 +7,7 @@ the float32 parameter array of an input vector (IR layout, see csrc/include/pcc/
 Omitted parameters are drawn with torch's global generator so `torch.manual_seed` reproduces them.
 The float64 log-densities used by `pcc.reference` live here too, next to the parameter layout.
 """
+import abc
 import math
 
 import numpy as np
@@ -17,24 +18,24 @@ from .errors import Error, check_shape, float_array, int_arg
 __all__ = ["Distribution", "Categorical", "Bernoulli", "Gaussian"]
 
 
-class Distribution:
-    """Base class. `name` is the IR name; `num_cats` is 0 except for Categorical."""
+class Distribution(abc.ABC):
+    """Base class (abstract). `name` is the IR name; `num_cats` is 0 except for Categorical."""
 
     name = ""
     num_cats = 0
     discrete = True
 
+    @abc.abstractmethod
     def param_shape(self, num_nodes):
         """Shape of the parameter array of an input vector of `num_nodes` nodes."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def init_params(self, num_nodes):
         """Parameters for `num_nodes` nodes as a fresh float32 array (given ones, or random)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def log_prob(self, params, x):
         """float64 log-densities [B, num_nodes] of observed values `x` (float64 [B], already checked)."""
-        raise NotImplementedError
 
     def check_values(self, x, rows, where):
         """Raise unless every observed value `x` (float64; from batch rows `rows`) is in the support."""
@@ -49,7 +50,8 @@ class Distribution:
                             f"{self.name} with values 0..{self._support_size() - 1}")
 
     def _support_size(self):
-        raise NotImplementedError
+        """Number of values a discrete variable takes (0..size-1); continuous distributions: 0."""
+        return 0
 
     def _given(self, arr, num_nodes, name, shape):
         """A given parameter array checked against num_nodes (its values were checked at construction)."""

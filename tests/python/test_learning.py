@@ -38,6 +38,39 @@ def assert_params_close(model, expected, atol=1e-4):
             np.testing.assert_allclose(got.numpy(), want, atol=atol, err_msg=repr(v))
 
 
+FLOAT32_TINY = 1e-30
+
+
+def keep_unresolvable(root, x, missing, expected, before):
+    """Expected parameters, except that a node whose float64 flow is positive but below what float32
+    represents (an observation some 70+ nats below its siblings') keeps its parameters, as a float32
+    implementation must: with pseudocount 0 the float64 update moves it all the way for any flow > 0,
+    a jump no float32 flow can reproduce."""
+    fl = pcc.reference.flows(root, x, missing)
+    pooled = {}
+    for v in topological_order(root):
+        if isinstance(v, (InputVector, SumVector)):
+            pooled[id(v.param_group)] = pooled.get(id(v.param_group), 0) + fl.node[v]
+    out = {}
+    for v, want in expected.items():
+        tiny = pooled[id(v.param_group)] < FLOAT32_TINY  # per node
+        if not tiny.any():
+            out[v] = want
+            continue
+        old = before[v]
+        if isinstance(want, dict):
+            out[v] = {k: np.where(tiny.reshape(-1, *([1] * (np.ndim(want[k]) - 1))), old[k].numpy(), want[k])
+                      for k in want}
+        elif v.form == "dense":
+            out[v] = np.where(tiny[:, None], old.numpy(), want)
+        elif v.form == "sparse":
+            out[v] = np.where(tiny[v.edges[0]], old.numpy(), want)
+        else:  # block: row r of block edge e belongs to sum node edges[0][e] * b + r
+            rows = tiny[v.edges[0][:, None] * v.block_size + np.arange(v.block_size)]
+            out[v] = np.where(rows[:, :, None], old.numpy(), want)
+    return out
+
+
 @SETTINGS
 @given(data=st.data())
 def test_em_step_matches_reference(data):
@@ -47,6 +80,7 @@ def test_em_step_matches_reference(data):
     a = data.draw(st.sampled_from([0.0, 0.1, 2.0]))
     loss_of = data.draw(st.sampled_from(["sum", "mean", "neg_mean"]))
     model = pcc.compile(root)
+    before = {v: model.get_params(v) for v in topological_order(root) if isinstance(v, (InputVector, SumVector))}
     model.zero_flows()
     lls = model(x, missing)
     loss = {"sum": lls.sum(), "mean": lls.mean(), "neg_mean": -lls.mean()}[loss_of]
@@ -54,6 +88,8 @@ def test_em_step_matches_reference(data):
     assert model.log_params.grad is None
     model.em_step(step_size=step, pseudocount=a)
     expected = pcc.reference.em_step(root, x, missing, step_size=step, pseudocount=a)
+    if a == 0.0:
+        expected = keep_unresolvable(root, x, missing, expected, before)
     assert_params_close(model, expected)
 
 
