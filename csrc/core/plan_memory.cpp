@@ -188,7 +188,7 @@ void fill_param_valid(Plan& plan) {
   }
 }
 
-void fill_var_limits(const Circuit& c, Plan& plan) {
+void fill_var_limits(Plan& plan) {
   plan.var_limit.assign(plan.num_vars, -1);
   for (const Layer& layer : plan.layers) {
     for (const InputGroup& g : layer.inputs) {
@@ -202,7 +202,6 @@ void fill_var_limits(const Circuit& c, Plan& plan) {
       }
     }
   }
-  (void)c;
 }
 
 }  // namespace
@@ -230,7 +229,7 @@ Plan plan_memory(const Circuit& c, const Partitioning& p) {
   PCC_CHECK(plan.vector_rows[c.root] >= 0, "internal error: the root vector got no rows");
   plan.root_row = plan.vector_rows[c.root];
   plan.num_root_nodes = c.nodes[c.root].num_nodes;
-  fill_var_limits(c, plan);
+  fill_var_limits(plan);
   fill_param_valid(plan);
   return plan;
 }
