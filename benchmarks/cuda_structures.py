@@ -3,6 +3,7 @@ benchmark structures of ../shared/BENCHMARKS.md (batch 512, random categorical d
 timed calls after warm-up (CUDA events). Side-by-side with PyJuice is benchmarks/vs_pyjuice.py.
 
     python benchmarks/cuda_structures.py [--only hclt-256,pd-64] [--batch 512] [--precision tf32]
+        [--profile N]   # also print the N kernels taking most GPU time per EM step (torch.profiler)
 """
 import argparse
 import torch
@@ -31,6 +32,7 @@ def main():
     ap.add_argument("--only", default="")
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--precision", default="tf32")
+    ap.add_argument("--profile", type=int, default=0)
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
     print(f"| config | nodes | sum edges | layers | fwd ms | fwd+bwd ms | step ms | train GiB |")
@@ -64,7 +66,26 @@ def main():
         s = model.stats()
         print(f"| {name} | {model.num_nodes:,} | {s['sum_edges']:,} | {model.plan.summary()['layers']} | "
               f"{t_f:.2f} | {t_fb:.2f} | {t_s:.2f} | {mem:.2f} |", flush=True)
+        if args.profile:
+            kernel_profile(step, args.profile)
         del model, root
+
+
+def kernel_profile(step, top, steps=3):
+    """Per-kernel GPU time of one EM step (mean of `steps`), the `top` largest, as indented lines."""
+    from torch.profiler import ProfilerActivity, profile
+    step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+    rows = [(e.device_time_total / steps / 1e3, e.count // steps, e.key) for e in prof.key_averages()
+            if e.device_time_total > 0]
+    total = sum(r[0] for r in rows)
+    for ms, n, key in sorted(rows, reverse=True)[:top]:
+        print(f"    {ms:8.3f} ms {100 * ms / total:5.1f}% x{n:<4d} {key[:110]}")
+    print(f"    {total:8.3f} ms total GPU time per step", flush=True)
 
 
 if __name__ == "__main__":
