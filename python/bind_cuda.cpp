@@ -103,7 +103,7 @@ void bind_cuda(py::module_& m) {
         a.params = cf(params);
         a.x = cuda_matrix(x, dtype_from_name(x_dtype), batch, plan.num_vars, h.device);
         if (missing) a.missing = cuda_matrix(missing, pcc::DType::Bool, batch, plan.num_vars, h.device);
-        a.values = cf(values);
+        a.values = mf(values);
         a.root_flow = cf(root_flow);
         a.flows = mf(flows);
         a.param_flows = mf(param_flows);

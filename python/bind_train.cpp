@@ -29,7 +29,7 @@ void bind_train(py::module_& m) {
         a.params = cf(params);
         a.x = matrix_ref(x, dtype_from_name(x_dtype), batch, plan.num_vars);
         if (missing) a.missing = matrix_ref(missing, pcc::DType::Bool, batch, plan.num_vars);
-        a.values = cf(values);
+        a.values = mf(values);
         a.root_flow = cf(root_flow);
         a.flows = mf(flows);
         a.param_flows = mf(param_flows);

@@ -229,14 +229,15 @@ Reader open(const std::string& bytes, Kind kind, const std::string& source) {
           " left");
   }
   // Magic and version sit at the same place in every version, so a newer file is recognised as such.
-  const uint32_t version = get<uint32_t>(p + 8);
-  if (version > kVersion) {
-    raise(source, ": file version ", version, " is newer than this pcc reads (", kVersion,
+  const uint32_t version = get<uint32_t>(p + 8), expected = version_of(kind);
+  if (version > expected) {
+    raise(source, ": file version ", version, " is newer than this pcc reads (", expected,
           "); upgrade pcc");
   }
-  if (version < kVersion) {
-    raise(source, ": file version ", version, " is older than this pcc reads (", kVersion,
-          "); no older version exists, so the file is damaged or was not written by pcc");
+  if (version < expected) {
+    raise(source, ": file version ", version, " is older than this pcc reads (", expected,
+          kind == Kind::Plan ? "); recompile the circuit to get a current plan"
+                             : "); no older version exists, so the file is damaged or was not written by pcc");
   }
   if (size < kHeaderSize) {
     raise(source, ": truncated: need ", kHeaderSize, " bytes for the header at offset 0, ", size,

@@ -14,7 +14,9 @@ namespace pcc::container {
 
 enum class Kind : uint8_t { Circuit, Plan };
 
-constexpr uint32_t kVersion = 1;        // the one version this build reads and writes
+// The one version of each kind this build reads and writes (plans: 2 added recompute lists).
+constexpr uint32_t kCircuitVersion = 1, kPlanVersion = 2;
+constexpr uint32_t version_of(Kind k) { return k == Kind::Plan ? kPlanVersion : kCircuitVersion; }
 constexpr size_t kHeaderSize = 32;
 
 // CRC-32C (Castagnoli), table driven; `crc` continues an earlier call (0 to start).
@@ -34,7 +36,8 @@ class Writer {
   void str(const std::string& s);
   const std::string& payload() const { return buf_; }
   // Header + payload, ready for a file.
-  std::string seal(Kind kind, uint32_t version = kVersion) const;
+  std::string seal(Kind kind) const { return seal(kind, version_of(kind)); }
+  std::string seal(Kind kind, uint32_t version) const;
 
  private:
   std::string buf_;

@@ -118,6 +118,11 @@ std::string dump_plan(const Plan& p) {
   for (size_t i = 0; i < p.layers.size(); ++i) {
     const Layer& l = p.layers[i];
     s << "layer " << i << " " << kind_name(l.kind) << "\n";
+    if (!l.recompute.empty()) {
+      s << "  recompute:";
+      for (auto [li, k] : l.recompute) s << " " << li << "." << k;
+      s << "\n";
+    }
     for (const InputGroup& g : l.inputs) {
       s << "  input " << to_string(g.dist) << " rows " << g.row_start << "+" << g.num_nodes << " var=";
       list(s, g.var);

@@ -1,5 +1,6 @@
 // Internal: the compiler's passes and the intermediate results they hand to each other.
-// The pipeline (pipeline.cpp) runs them in order: verify -> layerize -> partition_blocks -> plan_memory.
+// The pipeline (pipeline.cpp) runs them in order: verify -> layerize -> partition_blocks -> plan_memory
+// -> reuse_rows (unless CompileOptions::reuse_rows is off).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -66,6 +67,7 @@ Layering layerize(const Circuit& c);
 Partitioning partition_blocks(const Circuit& c, const Layering& l, int64_t block_size,
                               int64_t max_partitions);
 Plan plan_memory(const Circuit& c, const Partitioning& p);
+Plan reuse_rows(const Plan& p);
 
 // Block pattern of one sum vector (block_pattern.cpp); block_size 0 = choose from the shape.
 BlockPattern make_block_pattern(const Circuit& c, const NodeVector& v, int64_t block_size);

@@ -7,7 +7,8 @@
 namespace pcc {
 
 const std::vector<std::string>& pass_names() {
-  static const std::vector<std::string> names = {"verify", "layerize", "partition_blocks", "plan_memory"};
+  static const std::vector<std::string> names = {"verify", "layerize", "partition_blocks", "plan_memory",
+                                                   "reuse_rows"};
   return names;
 }
 
@@ -16,7 +17,8 @@ Plan compile(const Circuit& c, const CompileOptions& o, std::ostream* dump) {
   if (!after.empty()) {
     bool known = false;
     for (const auto& n : pass_names()) known = known || n == after;
-    PCC_CHECK(known, "unknown pass '", after, "' (passes: verify, layerize, partition_blocks, plan_memory)");
+    PCC_CHECK(known, "unknown pass '", after,
+              "' (passes: verify, layerize, partition_blocks, plan_memory, reuse_rows)");
     PCC_CHECK(dump != nullptr, "internal error: dump_after without an output stream");
   }
   verify(c);
@@ -27,6 +29,8 @@ Plan compile(const Circuit& c, const CompileOptions& o, std::ostream* dump) {
   if (after == "partition_blocks") *dump << dump_partitioning(c, parts);
   Plan plan = plan_memory(c, parts);
   if (after == "plan_memory") *dump << dump_plan(plan);
+  if (o.reuse_rows) plan = reuse_rows(plan);
+  if (after == "reuse_rows") *dump << dump_plan(plan);
   return plan;
 }
 

@@ -13,7 +13,7 @@ namespace pcc {
 namespace {
 
 // Smallest possible records (scalars plus empty arrays), for checking counts before reserving.
-constexpr size_t kMinLayerBytes = 1 + 3 * 8;
+constexpr size_t kMinLayerBytes = 1 + 4 * 8;
 constexpr size_t kMinInputGroupBytes = 1 + 2 * 8 + 3 * 8;
 constexpr size_t kMinProductBytes = 3 * 8 + 8;
 constexpr size_t kMinSumBytes = 5 * 8 + 3 * 8;
@@ -160,6 +160,11 @@ std::string serialize_plan(const Plan& p) {
       w.i64s(q.child_rows);
       w.i64s(q.weight_offsets);
     }
+    w.count(l.recompute.size());
+    for (const auto& [layer, part] : l.recompute) {
+      w.i64(layer);
+      w.i64(part);
+    }
   }
   return w.seal(container::Kind::Plan);
 }
@@ -247,6 +252,12 @@ Plan parse_plan(const std::string& bytes, const std::string& source) {
       q.out_rows = r.i64s("out_rows");
       q.child_rows = r.i64s("child_rows");
       q.weight_offsets = r.i64s("weight_offsets");
+    }
+    r.set_context("layer " + std::to_string(li));
+    l.recompute.resize(r.count("recompute count", 16));
+    for (auto& [layer, part] : l.recompute) {
+      layer = r.i64("recompute layer");
+      part = r.i64("recompute index");
     }
   }
   r.set_context("");
@@ -424,6 +435,18 @@ void validate_plan(const Plan& p) {
         PCC_CHECK(span_ok(w, matrix, 0, num_params), "invalid plan: ", at, ": entry ", k,
                   " reads weights ", w, " + ", matrix, " of ", num_params);
       }
+    }
+    // Recompute lists name input groups / product partitions of earlier layers (backends re-run them).
+    for (size_t k = 0; k < l.recompute.size(); ++k) {
+      const auto [rl, rp] = l.recompute[k];
+      PCC_CHECK(rl >= 0 && rl < static_cast<int64_t>(li), "invalid plan: layer ", li, " recomputes layer ", rl,
+                ", which is not an earlier layer");
+      const Layer& src = p.layers[rl];
+      const int64_t parts = src.kind == LayerKind::Input     ? static_cast<int64_t>(src.inputs.size())
+                            : src.kind == LayerKind::Product ? static_cast<int64_t>(src.products.size())
+                                                             : 0;
+      PCC_CHECK(rp >= 0 && rp < parts, "invalid plan: layer ", li, " recomputes part ", rp, " of layer ", rl,
+                ", which has ", parts, " input groups or product partitions");
     }
   }
 }

@@ -1,6 +1,7 @@
 // cpu_backward: the flow pass. Zeroes the flow workspace, seeds the root rows with root_flow (zero
 // where the root's value is -inf: d log 0 is undefined, such samples pass nothing), then runs the
-// layers in reverse, one switch over layer kinds; within a layer the partitions run in order. Every
+// layers in reverse, one switch over layer kinds; within a layer the partitions run in order. Before
+// a layer it recomputes the transient rows the layer reads (Layer::recompute). Every
 // op is deterministic and independent of the thread count (see the op files for how each splits its
 // work without atomics).
 #include <algorithm>
@@ -21,7 +22,7 @@ void cpu_backward(const BackwardArgs& a) {
   PCC_CHECK(a.params && a.values && a.root_flow && a.flows && a.param_flows,
             "backward: a buffer is missing (params, values, root_flow, flows, param_flows)");
   float* flows = a.flows;
-  const float* values = a.values;
+  float* values = a.values;
 
   const int64_t rows_per_chunk = std::max<int64_t>(1, 65536 / batch);
   cpu::parallel_for(
@@ -40,6 +41,21 @@ void cpu_backward(const BackwardArgs& a) {
 
   for (auto it = p.layers.rbegin(); it != p.layers.rend(); ++it) {
     const Layer& layer = *it;
+    // Transient rows this layer reads: values again, flows from zero (their readers all come now).
+    for (const auto& [rl, rp] : layer.recompute) {
+      const Layer& src = p.layers[rl];
+      int64_t row = 0, n = 0;
+      if (src.kind == LayerKind::Input) {
+        const InputGroup& g = src.inputs[rp];
+        cpu::input_forward(g, a.params, a.x, a.missing, values, batch);
+        row = g.row_start, n = g.num_nodes;
+      } else {
+        const ProductPartition& pp = src.products[rp];
+        cpu::product_forward(pp, values, batch);
+        row = pp.row_start, n = pp.num_nodes;
+      }
+      std::fill(flows + row * batch, flows + (row + n) * batch, 0.0f);
+    }
     switch (layer.kind) {
       case LayerKind::Input:
         cpu::input_backward(layer, a.params, a.x, a.missing, flows, a.param_flows, batch);

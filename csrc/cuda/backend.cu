@@ -2,7 +2,8 @@
 // csrc/cpu/forward.cpp and backward.cpp. Forward: validate x on the device, set row kOneRow to 0 and
 // the pad rows to -inf, run the layers, copy the root rows out as [batch, num_root_nodes]. Backward:
 // zero the flows, seed the root rows with root_flow (0 where the root's value is -inf), run the
-// layers in reverse. Everything is on the caller's stream, over caller-owned device buffers.
+// layers in reverse, recomputing the transient rows each layer reads first (Layer::recompute).
+// Everything is on the caller's stream, over caller-owned device buffers.
 #include <algorithm>
 #include <cmath>
 
@@ -183,8 +184,23 @@ void cuda_backward(const CudaPlan& cp, const BackwardArgs& a, void* stream) {
                                                                               flows, batch);
     PCC_CUDA_CHECK_LAUNCH("seed_root_flows");
   }
-  for (auto it = cp.layers.rbegin(); it != cp.layers.rend(); ++it) {
-    const cuda::DevLayer& layer = *it;
+  for (size_t li = cp.layers.size(); li-- > 0;) {
+    const cuda::DevLayer& layer = cp.layers[li];
+    // Transient rows this layer reads: values again, flows from zero (their readers all come now).
+    for (const auto& [rl, rp] : p.layers[li].recompute) {
+      const cuda::DevLayer& src = cp.layers[rl];
+      int64_t row = 0, n = 0;
+      if (src.kind == LayerKind::Input) {
+        const cuda::DevInputGroup& g = src.inputs[rp];
+        cuda::input_forward(g, a.params, a.x.data, a.x.dtype, missing, p.num_vars, a.values, batch, s);
+        row = g.row_start, n = g.num_nodes;
+      } else {
+        const cuda::DevProduct& pp = src.products[rp];
+        cuda::product_forward(pp, a.values, batch, s);
+        row = pp.row_start, n = pp.num_nodes;
+      }
+      PCC_CUDA_CHECK(cudaMemsetAsync(flows + row * batch, 0, static_cast<size_t>(n) * batch * sizeof(float), s));
+    }
     switch (layer.kind) {
       case LayerKind::Input:
         for (const cuda::DevInputGroup& g : layer.inputs)

@@ -304,12 +304,14 @@ class _NoCtx:
         pass
 
 
-def compile(root, block_size=None, device="cpu", precision="tf32", max_partitions=4):
+def compile(root, block_size=None, device="cpu", precision="tf32", max_partitions=4, reuse_rows=True):
     """Compile the circuit rooted at node vector `root` into a `TensorCircuit` on `device`.
 
     `block_size`: power-of-two upper bound for the node blocks of sum layers (None: chosen per layer
     from its shape). `precision`: inputs of the CUDA sum layers' tensor-core products, "tf32"
     (default) or "bf16"; accumulation is float32 either way (the CPU backend is float32 throughout).
+    `reuse_rows`: let input and product vectors share workspace rows, recomputing them in the
+    backward pass (only sum values are kept: far less memory); False keeps every node's rows.
     Raises `pcc.Error` if the circuit is invalid.
     """
     try:
@@ -327,5 +329,6 @@ def compile(root, block_size=None, device="cpu", precision="tf32", max_partition
                 or block_size & (block_size - 1):
             raise Error(f"block_size: expected a power of two, got {block_size!r}")
     group_ids = {}
-    plan = _C.compile(to_ir(root, group_ids), block_size=block_size or 0, max_partitions=max_partitions)
+    plan = _C.compile(to_ir(root, group_ids), block_size=block_size or 0, max_partitions=max_partitions,
+                      reuse_rows=bool(reuse_rows))
     return TensorCircuit(root, plan, group_ids, device, precision)

@@ -187,7 +187,8 @@ int main(int argc, char** argv) {
     bad[bad.size() - 5] ^= 0x40;
     emit("plan_checksum.pcplan", bad, "corrupt: checksum mismatch");
   }
-  emit("plan_newer_version.pcplan", with_version(plan, 3), "file version 3 is newer than this pcc reads (1)");
+  emit("plan_newer_version.pcplan", with_version(plan, 3), "file version 3 is newer than this pcc reads (2)");
+  emit("plan_older_version.pcplan", with_version(plan, 1), "file version 1 is older than this pcc reads (2); recompile");
   {
     Plan p = tiny_plan();
     p.layers[2].sums[0].child_rows[0] = 8;

@@ -5,6 +5,7 @@
 
 #include "check.h"
 #include "pcc/compiler.h"
+#include "random_circuits.h"
 #include "samples.h"
 
 using namespace pcc_test;
@@ -142,12 +143,45 @@ void check_plan(const Circuit& c, const pcc::Plan& p) {
   check_groups(c, p);
 }
 
+pcc::Plan compile_kept(const Circuit& c) {
+  pcc::CompileOptions o;
+  o.reuse_rows = false;  // plan_memory's own layout: every vector its rows
+  return pcc::compile(c, o);
+}
+
+// reuse_rows: sum vectors keep rows no other vector touches, transient vectors are listed for
+// recompute by their last reader, the plan validates and round-trips, and a deep circuit shrinks.
+void check_reuse(const Circuit& c, bool must_shrink) {
+  const pcc::Plan keep = compile_kept(c), p = pcc::compile(c);
+  pcc::validate_plan(p);
+  CHECK(pcc::serialize_plan(pcc::parse_plan(pcc::serialize_plan(p))) == pcc::serialize_plan(p));
+  CHECK(p.num_rows <= keep.num_rows);
+  if (must_shrink) CHECK(p.num_rows < keep.num_rows);
+  std::vector<int> users(p.num_rows, 0);
+  for (size_t v = 0; v < c.nodes.size(); ++v) {
+    if (p.vector_rows[v] < 0) continue;
+    for (int64_t i = 0; i < c.nodes[v].num_nodes; ++i) users[p.vector_rows[v] + i] += 1;
+  }
+  for (size_t v = 0; v < c.nodes.size(); ++v) {
+    if (p.vector_rows[v] < 0 || c.nodes[v].kind != NodeKind::Sum) continue;
+    for (int64_t i = 0; i < c.nodes[v].num_nodes; ++i) CHECK_EQ(users[p.vector_rows[v] + i], 1);
+  }
+  int64_t recomputed = 0;
+  for (size_t li = 0; li < p.layers.size(); ++li)
+    for (auto [rl, rp] : p.layers[li].recompute) {
+      CHECK(rl < static_cast<int64_t>(li));
+      CHECK(p.layers[rl].kind != pcc::LayerKind::Sum);
+      ++recomputed;
+    }
+  if (must_shrink) CHECK(recomputed > 0);
+}
+
 }  // namespace
 
 int main() {
   {
     const Circuit c = tiny_circuit();
-    const pcc::Plan p = pcc::compile(c);
+    const pcc::Plan p = compile_kept(c);
     check_plan(c, p);
     CHECK_EQ(p.num_vars, 3);
     CHECK((p.var_limit == std::vector<int64_t>{3, 2, 0}));
@@ -168,7 +202,7 @@ int main() {
     const int64_t p1 = b.product({s1, t}, 3);
     const int64_t p2 = b.product({s2, t}, 2, {2, 0, 1, 1});
     b.sum({p1, p2}, 2, SumForm::Dense, b.group(normalized(2, 5)));
-    const pcc::Plan p = pcc::compile(b.c);
+    const pcc::Plan p = compile_kept(b.c);
     check_plan(b.c, p);
     CHECK_EQ(p.vector_rows[unused], -1);
     // Variable 5 is read only by the unreachable vector, so the plan has two variables.
@@ -185,7 +219,7 @@ int main() {
     const int64_t y3 = b.input(3, 4, Dist::Gaussian, 0, gg);
     const int64_t p = b.product({x0, x1, y2, y3}, 4);
     b.sum({p}, 2, SumForm::Dense, b.group(normalized(2, 4)));
-    const pcc::Plan plan = pcc::compile(b.c);
+    const pcc::Plan plan = compile_kept(b.c);
     check_plan(b.c, plan);
     CHECK_EQ(static_cast<int64_t>(plan.params.size()), 4 * 2 + 4 * 3 + 2 * 4);
   }
@@ -193,7 +227,18 @@ int main() {
     const Circuit c = form == SumForm::Dense
                           ? two_products(SumForm::Dense, {}, normalized(2, 8))
                           : two_products(SumForm::Sparse, {0, 0, 1, /**/ 0, 5, 3}, {0.5f, 0.5f, 1});
-    check_plan(c, pcc::compile(c));
+    check_plan(c, compile_kept(c));
+  }
+  for (int trial = 0; trial < 4; ++trial) check_reuse(random_circuit(random_vars(6, false), 1 + trial % 2), false);
+  {  // A chain of products over fresh inputs: every input and product is transient.
+    Builder b;
+    int64_t prev = b.input(0, 4, Dist::Categorical, 3, b.group(normalized(4, 3)));
+    for (int64_t v = 1; v < 12; ++v) {
+      const int64_t in = b.input(v, 4, Dist::Categorical, 3, b.group(normalized(4, 3)));
+      const int64_t prod = b.product({prev, in}, 4);
+      prev = b.sum({prod}, 4, SumForm::Dense, b.group(normalized(4, 4)));
+    }
+    check_reuse(b.c, true);
   }
   return report("test_plan_memory");
 }

@@ -38,7 +38,9 @@ struct BackwardArgs {
   const float* params = nullptr;     // the parameters the forward used
   TensorRef x;                       // as in the forward (already validated there)
   TensorRef missing;
-  const float* values = nullptr;     // [num_rows, batch] from the forward
+  // [num_rows, batch] from the forward; the backward rewrites the transient rows (plan.h) it
+  // recomputes, and leaves the others as they are.
+  float* values = nullptr;
   const float* root_flow = nullptr;  // [batch, num_root_nodes]
   float* flows = nullptr;            // workspace [num_rows, batch], overwritten
   float* param_flows = nullptr;      // [params.size()], accumulated

@@ -1,5 +1,5 @@
 // The compiler: IR -> Plan, as a straight list of passes (csrc/core/pipeline.cpp).
-//   verify -> layerize -> partition_blocks -> plan_memory
+//   verify -> layerize -> partition_blocks -> plan_memory -> reuse_rows
 // Each pass can dump its result as text (pcc-compile --dump-after=PASS; golden tests read these).
 #pragma once
 #include <ostream>
@@ -15,6 +15,9 @@ struct CompileOptions {
   int64_t block_size = 0;       // sum block size (power of two); 0 = chosen per vector
   int64_t max_partitions = 4;   // fan-in buckets per layer
   std::string dump_after;       // pass name, or "" for none
+  // Let input and product vectors share rows (only sum values persist; the backward recomputes the
+  // rest). Off: every vector keeps its rows, so a pass leaves every node's value and flow readable.
+  bool reuse_rows = true;
 };
 
 const std::vector<std::string>& pass_names();

@@ -10,6 +10,10 @@
 //     -inf: sum blocks that overhang a vector read zero probability there, and sum blocks whose
 //     output overhangs write -inf there (their weight rows are zero).
 // Layers run in order; a layer reads only rows written by earlier layers.
+// Transient rows. Input and product vectors the root does not need are computed right before their
+// first reader and share rows with vectors whose lifetimes do not overlap (compiler pass reuse_rows),
+// so only sum values persist through a pass. The backward pass recomputes them (Layer::recompute);
+// after a pass their rows hold whatever was computed there last.
 //   * InputGroup: rows [row_start, row_start + num_nodes) get log p(x[var]) of one distribution kind.
 //   * ProductPartition: row_start + i gets the sum of the fanin rows child_rows[i * fanin + k].
 //   * SumPartition: num_blocks sum blocks of block_size rows each. Block i writes rows
@@ -64,6 +68,10 @@ struct Layer {
   std::vector<InputGroup> inputs;      // kind Input
   std::vector<ProductPartition> products;  // kind Product
   std::vector<SumPartition> sums;      // kind Sum
+  // (layer, index) of earlier input groups / product partitions whose rows are reused by other
+  // vectors (see Transient rows above): before this layer's backward, run them forward again and
+  // zero their flows. Sorted, so children come before the products that read them.
+  std::vector<std::pair<int64_t, int64_t>> recompute;
 };
 
 // IR parameter group `group`, elements ir_offset .. ir_offset + length, live at params[plan_offset +

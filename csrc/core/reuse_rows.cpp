@@ -1,0 +1,372 @@
+// Pass 5, reuse_rows: let input and product rows share memory, so a pass over a circuit keeps only
+// its sum nodes' values (and flows) for the whole pass.
+//
+// Input and product values are cheap to recompute (a lookup in x, a sum of child rows), sum values
+// are not. So every input and product vector whose rows the root does not need becomes *transient*:
+// it is computed right before its first reader (inputs move from layer 0 to an input layer placed
+// just before the layer that first reads them) and its rows are free again after its last reader,
+// for the next transient vector. The backward pass visits the layers in reverse; before the
+// backward of a layer it recomputes (forward op, flows zeroed) the transient vectors whose last
+// reader that layer is, listed in Layer::recompute. A transient vector read by a transient product
+// stays alive as long as that product (its recompute needs it), so when the backward recomputes a
+// vector its children are already there.
+//
+// Units of relocation are whole IR vectors (a sum child block never straddles two vectors). Vectors
+// of one partition (or input group) with the same lifetime are bundled and placed back to back, so
+// they stay one launch. Moving whole vectors keeps every sum block's place inside its vector, which
+// is all the block layout depends on. Persistent rows (kOneRow, kZeroRow, sums, the root, input
+// vectors followed by -inf padding, which no input op writes) are packed first, in their order, then
+// the scratch region, allocated first fit over layer intervals.
+#include <algorithm>
+#include <map>
+#include <tuple>
+
+#include "core/passes.h"
+#include "pcc/error.h"
+
+namespace pcc {
+namespace {
+
+// One IR vector's run of rows (padding included) inside an input group or product partition.
+struct Atom {
+  int64_t begin = 0, end = 0;
+  int64_t layer = 0, part = 0;  // where the plan computes it (old layer, group / partition index)
+  bool input = false, transient = true;
+  int64_t first = INT64_MAX, last = -1;  // old layers of its first and last reader
+};
+
+// A bundle: atoms of one (layer, part) with the same lifetime, placed contiguously.
+struct Bundle {
+  std::vector<int64_t> atoms;
+  int64_t start = 0, last = 0;  // new layer indices of its lifetime (inclusive)
+  int64_t new_layer = 0, new_part = 0;
+  int64_t offset = 0, size = 0;  // rows inside the scratch region
+};
+
+class Reuse {
+ public:
+  explicit Reuse(const Plan& p) : p_(p) {}
+
+  Plan run() {
+    find_atoms();
+    if (atoms_.empty()) return p_;
+    find_readers();
+    extend_lifetimes();
+    if (std::none_of(atoms_.begin(), atoms_.end(), [](const Atom& a) { return a.transient; })) return p_;
+    make_bundles();
+    allocate();
+    return rewrite();
+  }
+
+ private:
+  const Plan& p_;
+  std::vector<Atom> atoms_;
+  std::vector<int64_t> atom_of_row_;  // -1: not in an input group or product partition
+  std::vector<Bundle> bundles_;
+  std::vector<int64_t> bundle_of_atom_;
+  int64_t scratch_rows_ = 0;
+
+  // Atoms: the vector starts (vector_rows) cut each group / partition into vectors.
+  void find_atoms() {
+    std::vector<int64_t> starts;
+    for (int64_t r : p_.vector_rows)
+      if (r >= 0) starts.push_back(r);
+    std::sort(starts.begin(), starts.end());
+    starts.erase(std::unique(starts.begin(), starts.end()), starts.end());
+    atom_of_row_.assign(p_.num_rows, -1);
+    auto add = [&](int64_t begin, int64_t end, int64_t layer, int64_t part, bool input) {
+      auto it = std::upper_bound(starts.begin(), starts.end(), begin);
+      int64_t b = begin;
+      while (b < end) {
+        int64_t e = end;
+        if (it != starts.end() && *it < end) e = *it++;
+        Atom a;
+        a.begin = b;
+        a.end = e;
+        a.layer = layer;
+        a.part = part;
+        a.input = input;
+        for (int64_t r = b; r < e; ++r) atom_of_row_[r] = static_cast<int64_t>(atoms_.size());
+        atoms_.push_back(a);
+        b = e;
+      }
+    };
+    for (size_t li = 0; li < p_.layers.size(); ++li) {
+      const Layer& l = p_.layers[li];
+      for (size_t gi = 0; gi < l.inputs.size(); ++gi)
+        add(l.inputs[gi].row_start, l.inputs[gi].row_start + l.inputs[gi].num_nodes, li, gi, true);
+      for (size_t pi = 0; pi < l.products.size(); ++pi)
+        add(l.products[pi].row_start, l.products[pi].row_start + l.products[pi].num_nodes, li, pi, false);
+    }
+    // Input vectors followed by padding stay: their -inf pad rows are set once per pass, by no op.
+    std::vector<uint8_t> pad_first(p_.num_rows + 1, 0);
+    for (const auto& [first, n] : p_.pad_ranges)
+      if (first >= 0 && first <= p_.num_rows) pad_first[first] = 1;
+    for (Atom& a : atoms_)
+      if (a.input && pad_first[a.end]) a.transient = false;
+    for (int64_t r = p_.root_row; r < p_.root_row + p_.num_root_nodes; ++r)
+      if (atom_of_row_[r] >= 0) atoms_[atom_of_row_[r]].transient = false;
+  }
+
+  void read(int64_t row, int64_t layer) {
+    if (row < 0 || row >= p_.num_rows) return;
+    const int64_t a = atom_of_row_[row];
+    if (a < 0) return;
+    atoms_[a].first = std::min(atoms_[a].first, layer);
+    atoms_[a].last = std::max(atoms_[a].last, layer);
+  }
+
+  void find_readers() {
+    for (size_t li = 0; li < p_.layers.size(); ++li) {
+      const Layer& l = p_.layers[li];
+      for (const ProductPartition& pp : l.products)
+        for (int64_t r : pp.child_rows) read(r, li);
+      for (const SumPartition& s : l.sums)
+        for (int64_t r : s.child_rows)
+          if (r >= 0)
+            for (int64_t c = 0; c < s.child_block_size; ++c) read(r + c, li);
+    }
+    for (Atom& a : atoms_)
+      if (a.last < 0) a.transient = false;  // read by nothing (cannot happen for a reachable vector)
+  }
+
+  // A transient product's recompute reads its children: they must live at least as long. Products
+  // of later layers first, so a chain of products passes its lifetime all the way down.
+  void extend_lifetimes() {
+    std::vector<int64_t> order(atoms_.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+    std::sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return atoms_[x].layer > atoms_[y].layer; });
+    for (int64_t ai : order) {
+      const Atom& a = atoms_[ai];
+      if (a.input) continue;
+      const ProductPartition& pp = p_.layers[a.layer].products[a.part];
+      for (int64_t r = a.begin; r < a.end; ++r) {
+        for (int64_t k = 0; k < pp.fanin; ++k) {
+          const int64_t c = pp.child_rows[(r - pp.row_start) * pp.fanin + k];
+          const int64_t ca = c >= 0 && c < p_.num_rows ? atom_of_row_[c] : -1;
+          if (ca < 0) continue;
+          // A persistent product keeps its children for the whole pass (it is never recomputed).
+          atoms_[ca].last = std::max(atoms_[ca].last, a.transient ? a.last : INT64_MAX / 2);
+          if (!a.transient) atoms_[ca].transient = false;
+        }
+      }
+    }
+  }
+
+  // New layer sequence: before old layer L, an input layer holding the transient inputs first read
+  // by L; then L itself. Bundles get their new layer, part index and lifetime.
+  std::vector<int64_t> new_index_;  // old layer -> new index
+  std::vector<int64_t> deferred_index_;  // old layer -> new index of the input layer before it, or -1
+  std::vector<std::vector<int64_t>> deferred_;  // old layer L -> bundles of inputs placed before L
+  int64_t num_layers_ = 0;
+
+  void make_bundles() {
+    const int64_t L = static_cast<int64_t>(p_.layers.size());
+    std::map<std::tuple<int64_t, int64_t, int64_t, int64_t>, int64_t> key_to_bundle;
+    bundle_of_atom_.assign(atoms_.size(), -1);
+    for (size_t ai = 0; ai < atoms_.size(); ++ai) {
+      const Atom& a = atoms_[ai];
+      if (!a.transient) continue;
+      // Inputs: one bundle per (first reader, last reader, old group); products: (layer, part, last).
+      const auto key = a.input ? std::make_tuple(int64_t(0), a.first, a.last, a.part)
+                               : std::make_tuple(int64_t(1) + a.layer, a.part, a.last, int64_t(0));
+      auto [it, fresh] = key_to_bundle.emplace(key, static_cast<int64_t>(bundles_.size()));
+      if (fresh) bundles_.emplace_back();
+      bundles_[it->second].atoms.push_back(static_cast<int64_t>(ai));
+      bundle_of_atom_[ai] = it->second;
+    }
+    deferred_.assign(L, {});
+    for (size_t bi = 0; bi < bundles_.size(); ++bi) {
+      const Atom& a = atoms_[bundles_[bi].atoms[0]];
+      if (a.input) {
+        bundles_[bi].new_part = static_cast<int64_t>(deferred_[a.first].size());
+        deferred_[a.first].push_back(static_cast<int64_t>(bi));
+      }
+    }
+    // New indices: [input layer of the inputs L reads first], then L unless it is an input layer
+    // left with nothing.
+    new_index_.assign(L, -1);
+    deferred_index_.assign(L, -1);
+    int64_t n = 0;
+    for (int64_t li = 0; li < L; ++li) {
+      if (!deferred_[li].empty()) deferred_index_[li] = n++;
+      if (p_.layers[li].kind != LayerKind::Input || !kept(li, true).empty()) new_index_[li] = n++;
+    }
+    num_layers_ = n;
+    std::vector<int64_t> next_part(L, 0);
+    for (int64_t li = 0; li < L; ++li) next_part[li] = static_cast<int64_t>(kept(li, false).size());
+    for (Bundle& b : bundles_) {
+      const Atom& a = atoms_[b.atoms[0]];
+      b.new_layer = a.input ? deferred_index_[a.first] : new_index_[a.layer];
+      if (!a.input) b.new_part = next_part[a.layer]++;  // after the layer's kept partitions
+      b.start = b.new_layer;
+      b.last = new_index_[a.last];
+    }
+  }
+
+  // Persistent atoms of old layer li, inputs or products, in row order.
+  std::vector<int64_t> kept(int64_t li, bool input) const {
+    std::vector<int64_t> out;
+    for (size_t ai = 0; ai < atoms_.size(); ++ai)
+      if (atoms_[ai].layer == li && atoms_[ai].input == input && !atoms_[ai].transient)
+        out.push_back(static_cast<int64_t>(ai));
+    return out;
+  }
+
+  // Scratch offsets: bundles in order of their first layer, first fit over the free gaps.
+  void allocate() {
+    for (Bundle& b : bundles_)
+      for (int64_t ai : b.atoms) b.size += atoms_[ai].end - atoms_[ai].begin;
+    std::vector<int64_t> order(bundles_.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int64_t x, int64_t y) { return bundles_[x].start < bundles_[y].start; });
+    std::vector<int64_t> live;  // bundles holding rows
+    for (int64_t bi : order) {
+      Bundle& b = bundles_[bi];
+      live.erase(std::remove_if(live.begin(), live.end(), [&](int64_t o) { return bundles_[o].last < b.start; }),
+                 live.end());
+      std::vector<std::pair<int64_t, int64_t>> used;
+      for (int64_t o : live) used.push_back({bundles_[o].offset, bundles_[o].offset + bundles_[o].size});
+      std::sort(used.begin(), used.end());
+      int64_t at = 0;
+      for (const auto& [u0, u1] : used) {
+        if (u0 - at >= b.size) break;
+        at = std::max(at, u1);
+      }
+      b.offset = at;
+      scratch_rows_ = std::max(scratch_rows_, at + b.size);
+      live.push_back(bi);
+    }
+  }
+
+  Plan rewrite() {
+    // Row map: persistent rows packed first, in order (kOneRow and kZeroRow stay 0 and 1), then
+    // the scratch region, each bundle's atoms back to back.
+    std::vector<int64_t> map(p_.num_rows, -1);
+    int64_t scratch = 0;
+    for (int64_t r = 0; r < p_.num_rows; ++r)
+      if (atom_of_row_[r] < 0 || !atoms_[atom_of_row_[r]].transient) map[r] = scratch++;
+    for (const Bundle& b : bundles_) {
+      int64_t at = scratch + b.offset;
+      for (int64_t ai : b.atoms)
+        for (int64_t k = atoms_[ai].begin; k < atoms_[ai].end; ++k) map[k] = at++;
+    }
+    auto row = [&](int64_t r) { return r < 0 ? r : map[r]; };
+
+    Plan q;
+    q.num_vars = p_.num_vars;
+    q.num_rows = scratch + scratch_rows_;
+    for (const auto& [first, n] : p_.pad_ranges) {
+      const int64_t a = atom_of_row_[first];
+      if (a >= 0 && atoms_[a].transient) continue;  // product padding: the product writes it
+      q.pad_ranges.push_back({map[first], n});
+    }
+    q.var_limit = p_.var_limit;
+    q.root_row = row(p_.root_row);
+    q.num_root_nodes = p_.num_root_nodes;
+    for (int64_t r : p_.vector_rows) q.vector_rows.push_back(row(r));
+    q.params = p_.params;
+    q.param_map = p_.param_map;
+    q.param_group_sizes = p_.param_group_sizes;
+    q.groups = p_.groups;
+    q.param_valid = p_.param_valid;
+    q.stats = p_.stats;
+
+    const int64_t L = static_cast<int64_t>(p_.layers.size());
+    for (int64_t li = 0; li < L; ++li) {
+      if (!deferred_[li].empty()) {
+        Layer in;
+        in.kind = LayerKind::Input;
+        for (int64_t bi : deferred_[li]) in.inputs.push_back(input_group(bundles_[bi].atoms, map));
+        q.layers.push_back(std::move(in));
+      }
+      if (new_index_[li] < 0) continue;
+      const Layer& l = p_.layers[li];
+      Layer out;
+      out.kind = l.kind;
+      switch (l.kind) {
+        case LayerKind::Input:
+          out.inputs = input_groups(kept(li, true), map);
+          break;
+        case LayerKind::Product:
+          for (int64_t ai : kept(li, false)) out.products.push_back(product_part({ai}, map));
+          for (const Bundle& b : bundles_)
+            if (!atoms_[b.atoms[0]].input && atoms_[b.atoms[0]].layer == li)
+              out.products.push_back(product_part(b.atoms, map));
+          break;
+        case LayerKind::Sum:
+          out.sums = l.sums;
+          for (SumPartition& s : out.sums) {
+            for (int64_t& r : s.out_rows) r = row(r);
+            for (int64_t& r : s.child_rows) r = row(r);
+          }
+          break;
+      }
+      q.layers.push_back(std::move(out));
+    }
+    PCC_CHECK(static_cast<int64_t>(q.layers.size()) == num_layers_, "internal error: reuse_rows miscounted layers");
+    // Recompute lists, children before parents (input layers and lower layers first).
+    for (const Bundle& b : bundles_) q.layers[b.last].recompute.push_back({b.new_layer, b.new_part});
+    for (Layer& l : q.layers) std::sort(l.recompute.begin(), l.recompute.end());
+    return q;
+  }
+
+  // Input atoms (in row order of the new layout) as groups: one per run of contiguous rows and dist.
+  std::vector<InputGroup> input_groups(const std::vector<int64_t>& atoms, const std::vector<int64_t>& map) const {
+    std::vector<InputGroup> out;
+    for (int64_t ai : atoms) {
+      const Atom& a = atoms_[ai];
+      const InputGroup& g = p_.layers[a.layer].inputs[a.part];
+      const int64_t to = map[a.begin];
+      if (out.empty() || out.back().dist != g.dist || out.back().row_start + out.back().num_nodes != to) {
+        InputGroup n;
+        n.dist = g.dist;
+        n.row_start = to;
+        out.push_back(std::move(n));
+      }
+      InputGroup& n = out.back();
+      for (int64_t r = a.begin; r < a.end; ++r) {
+        const int64_t i = r - g.row_start;
+        n.var.push_back(g.var[i]);
+        n.param_offset.push_back(g.param_offset[i]);
+        n.num_cats.push_back(g.num_cats[i]);
+      }
+      n.num_nodes += a.end - a.begin;
+    }
+    return out;
+  }
+
+  // A bundle's atoms are back to back and of one group (one dist): one group, named by recompute lists.
+  InputGroup input_group(const std::vector<int64_t>& atoms, const std::vector<int64_t>& map) const {
+    std::vector<InputGroup> gs = input_groups(atoms, map);
+    PCC_CHECK(gs.size() == 1, "internal error: reuse_rows split an input bundle");
+    return gs[0];
+  }
+
+  // Product atoms of one source partition, back to back in the new layout, as one partition.
+  ProductPartition product_part(const std::vector<int64_t>& atoms, const std::vector<int64_t>& map) const {
+    const Atom& a0 = atoms_[atoms[0]];
+    const ProductPartition& src = p_.layers[a0.layer].products[a0.part];
+    ProductPartition out;
+    out.fanin = src.fanin;
+    out.row_start = map[a0.begin];
+    for (int64_t ai : atoms) {
+      const Atom& a = atoms_[ai];
+      PCC_CHECK(map[a.begin] == out.row_start + out.num_nodes, "internal error: reuse_rows split a product bundle");
+      for (int64_t r = a.begin; r < a.end; ++r)
+        for (int64_t k = 0; k < out.fanin; ++k) {
+          const int64_t c = src.child_rows[(r - src.row_start) * src.fanin + k];
+          out.child_rows.push_back(c < 0 ? c : map[c]);
+        }
+      out.num_nodes += a.end - a.begin;
+    }
+    return out;
+  }
+};
+
+}  // namespace
+
+Plan reuse_rows(const Plan& p) { return Reuse(p).run(); }
+
+}  // namespace pcc
