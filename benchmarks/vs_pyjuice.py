@@ -5,10 +5,14 @@ Each configuration is built ONCE by PyJuice, compiled by PyJuice, and converted 
 systems run one circuit with one set of parameters. Per configuration, in one process:
 
 1. agreement: log-likelihoods of one batch (PyJuice vs pcc within 1e-3 x max(1, |ll|)), and the
-   parameters after one mini-batch EM step on that batch (PyJuice `mini_batch_em` read back with
-   `update_parameters`, pcc `em_step` read with `get_params`; within 1e-3 relative for parameters
-   above 1e-3, 1e-6 absolute below), and each system's log-likelihood error against the float64
-   oracle `pcc.reference.log_likelihood` on the first `--ref-rows` rows (before the EM step);
+   parameters after one mini-batch EM step on the first `--em-rows` rows of that batch (PyJuice
+   `mini_batch_em` read back with `update_parameters`, pcc `em_step` read with `get_params`; within
+   1e-3 relative for parameters above 1e-3, 1e-6 absolute below), each compared with the other and
+   with the float64 oracle `pcc.reference_em.em_step` on the same rows (`pj EM err`, `pcc EM err`,
+   `params agree`; the three worst vectors of each comparison are printed, with the values at their
+   worst element and its parameter before the step, to tell which system is off and where); and each
+   system's log-likelihood error against the float64 oracle `pcc.reference.log_likelihood` on the
+   first `--ref-rows` rows (before the EM step);
 2. timing, median of `--reps` calls after warm-up (CUDA events): `fwd` (log-likelihood, no grad),
    `fwd+bwd` (forward + flow backward), `step` (fwd+bwd + mini-batch EM update);
 3. peak training memory: `torch.cuda.max_memory_allocated`, reset before each system's EM loop,
@@ -19,7 +23,7 @@ A configuration that fails prints its error in its row and the run goes on. The 
 last (also written atomically to `--out`), with geometric means of the ratios.
 
     PYTHONPATH=.site python benchmarks/vs_pyjuice.py [--only hclt-256,hmm-512] [--quick] \
-        [--out benchmarks/results/vs_pyjuice.md] [--precision tf32] [--ref-rows 8]
+        [--out benchmarks/results/vs_pyjuice.md] [--precision tf32] [--ref-rows 8] [--em-rows 64]
     python benchmarks/vs_pyjuice.py --device cpu --quick   # pcc half only (PyJuice needs CUDA)
 """
 import argparse
@@ -35,7 +39,9 @@ import numpy as np
 import torch
 
 import pcc
+import pcc.reference_em
 from pcc.interop.pyjuice import sum_params_as_pcc
+from pcc.nodes import InputVector, SumVector, topological_order
 
 NAMES = ["hclt-128", "hclt-256", "hclt-512", "pd-64", "pd-128", "pd-256", "rat-128", "rat-256",
          "hmm-512", "hmm-2048"]
@@ -142,6 +148,113 @@ def pcc_params(model, v):
     return p.cpu().numpy()
 
 
+def param_owners(root):
+    """{id(param group): vector}: the first sum or input vector of each parameter group of `root`."""
+    out = {}
+    for v in topological_order(root):
+        if isinstance(v, (SumVector, InputVector)):
+            out.setdefault(id(v.param_group), v)
+    return out
+
+
+def ref_em_params(root, x, args):
+    """The float64 oracle's EM step on rows x: ({id(group): new params in pcc_params' layout},
+    {id(group): float64 [n] node flows, summed over the group's tied vectors})."""
+    fl = pcc.reference_em.flows(root, x)
+    new = pcc.reference_em.em_from_flows(root, fl, args.step_size, args.pseudocount)
+    params, flow = {}, {}
+    for v, p in new.items():  # every sum / input vector; tied ones all hold their group's result
+        g = id(v.param_group)
+        flow[g] = flow.get(g, 0.0) + fl.node[v]
+        if isinstance(p, dict):
+            p = np.stack([p["mean"], p["std"]]) if "mean" in p else p["probs"]
+        params.setdefault(g, p)
+    return params, flow
+
+
+def ref_em_estimate_s(root, rows):
+    """Rough seconds of `ref_em_params` on `rows` rows (fitted on a CPU: PD-64 at 64 rows ~20 s):
+    ~2e7 edge-rows/s for the sums' flows, and ~3.5e8/s for the K x K one-hot table that the oracle's
+    categorical E-step builds per input vector (dominant for the HMMs' 33,279 categories)."""
+    edge_rows = table = 0
+    for v in topological_order(root):
+        if isinstance(v, SumVector):
+            edge_rows += rows * v.params.size
+        elif isinstance(v, InputVector) and v.dist.name == "categorical":
+            table += v.params.shape[1] ** 2
+    return edge_rows / 2e7 + table / 3.5e8
+
+
+def worst_elem(a, b):
+    """(param_err(a, b), flat index where it is reached)."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if not a.size:
+        return 0.0, 0
+    e = np.abs(a - b) / np.maximum(np.abs(b), 1e-3)
+    i = int(np.argmax(e))
+    return float(e[i]), i
+
+
+def describe_elem(v, idx):
+    """(vector kind and size, which node / edge / category flat element idx of its parameters is, node)."""
+    if isinstance(v, SumVector):
+        C = v.num_child_nodes
+        if v.form == "dense":
+            node, ch = divmod(idx, C)
+            k = C
+        elif v.form == "sparse":
+            node, ch = int(v.edges[0, idx]), int(v.edges[1, idx])
+            k = int(np.count_nonzero(v.edges[0] == node))
+        else:
+            b = v.block_size
+            e, r, c = np.unravel_index(idx, v.params.shape)
+            node, ch = int(v.edges[0, e]) * b + int(r), int(v.edges[1, e]) * b + int(c)
+            k = b * int(np.count_nonzero(v.edges[0] == v.edges[0, e]))
+        starts = np.cumsum([0] + [c.num_nodes for c in v.children])
+        j = int(np.searchsorted(starts, ch, side="right") - 1)
+        form = f"block b={v.block_size}" if v.form == "block" else v.form
+        head = (f"sum ({form}) n={v.num_nodes} C={C} in {len(v.children)} child vectors, "
+                f"{v.params.size} params")
+        where = (f"elem {idx}: node {node} <- child {ch} (child vector {j}, node {ch - starts[j]}); "
+                 f"node has {k} children")
+        return head, where, node
+    name = v.dist.name
+    if name == "gaussian":
+        which, node = divmod(idx, v.num_nodes)
+        where, k = f"elem {idx}: node {node} {'std' if which else 'mean'}", 2
+    elif name == "bernoulli":
+        node, where, k = idx, f"elem {idx}: node {idx} P(x=1)", 2
+    else:
+        k = v.params.shape[1]
+        node, cat = divmod(idx, k)
+        where = f"elem {idx}: node {node} category {cat}"
+    return f"input {name} var={v.var} n={v.num_nodes} K={k}", where, node
+
+
+def em_report(vectors, pre, ref, pcc_p, pj_p, flow, top=3):
+    """Errors of the EM-step comparisons ({label: max param_err}) and lines naming the `top` worst
+    vectors of each, with the PyJuice / pcc / float64 values at the worst element and its value
+    before the step. Dicts are keyed by id(param group); pj_p (and ref) may be None."""
+    def val(d, g, i):
+        return "-" if d is None else f"{float(np.ravel(d[g])[i]):.6e}"
+
+    comps = [("pj_em_err", "PyJuice vs float64", pj_p, ref), ("pcc_em_err", "pcc vs float64", pcc_p, ref),
+             ("param_agree", "pcc vs PyJuice", pcc_p, pj_p)]
+    errs, lines = {}, []
+    for key, label, a, b in comps:
+        if a is None or b is None:
+            continue
+        per = sorted(((*worst_elem(a[g], b[g]), g) for g in vectors), key=lambda t: -t[0])
+        errs[key] = per[0][0] if per else 0.0
+        lines.append(f"  {label}: max err {errs[key]:.3e}; worst vectors:")
+        for e, i, g in per[:top]:
+            head, where, node = describe_elem(vectors[g], i)
+            f = "-" if flow is None else f"{float(flow[g][node]):.4e}"
+            lines.append(f"    err {e:.3e}  {head}\n      {where}: pj {val(pj_p, g, i)}  pcc {val(pcc_p, g, i)}  "
+                         f"ref {val(ref, g, i)}  before {val(pre, g, i)}  node flow (f64) {f}")
+    return errs, lines
+
+
 def run_config(name, args, device):
     r = {"config": name}
     t0 = time.perf_counter()
@@ -149,6 +262,7 @@ def run_config(name, args, device):
     ns, data = build(name, device, args.quick)
     x = data(args.batch)
     xr = x[:args.ref_rows].cpu()
+    xe = x[:args.em_rows]  # the agreement EM step's rows (timing uses the whole batch)
     r["build_s"] = time.perf_counter() - t0
     have_pj = device.type == "cuda" and not args.pcc_only
 
@@ -166,7 +280,8 @@ def run_config(name, args, device):
         fp32 = {"force_use_fp32": True} if args.pj_fp32 else {}
         with torch.no_grad():
             ll_pj = pc(x, **fp32)[:, 0].double().cpu().numpy()
-            pc.backward(inputs=x, flows_memory=0.0, **fp32)
+            pc(xe, **fp32)  # the backward reads the forward it follows
+            pc.backward(inputs=xe, flows_memory=0.0, **fp32)
             pc.mini_batch_em(step_size=args.step_size, pseudocount=args.pseudocount)
         pc.update_parameters()
         after_pj = pj_params_after(mapping)
@@ -199,6 +314,12 @@ def run_config(name, args, device):
         r["convert_s"] = time.perf_counter() - t
         ll_pj, after_pj = None, None
     mapping = None  # PyJuice nodes are not needed past this point
+    # One vector per parameter group, keyed by id(group) (pcc's em_step never changes `root`: its
+    # parameter arrays are frozen, so `pre` and the oracle below read the circuit before the step).
+    if after_pj is not None:
+        after_pj = {id(v.param_group): p for v, p in after_pj.values()}
+    vectors = {g: v for g, v in param_owners(root).items() if after_pj is None or g in after_pj}
+    pre = {g: v.params for g, v in vectors.items()}
 
     # ---- pcc: same circuit, same parameters ----
     base = mem_now(device)
@@ -210,12 +331,11 @@ def run_config(name, args, device):
     with torch.no_grad():
         ll_pcc = model(x).double().cpu().numpy()
     model.zero_flows()
-    model(x).sum().backward()
+    model(xe).sum().backward()
     model.em_step(args.step_size, args.pseudocount)
+    after_pcc = {g: pcc_params(model, v) for g, v in vectors.items()}
     if ll_pj is not None:
         r["ll_agree"] = rel_err(ll_pcc, ll_pj)
-        r["param_agree"] = max(param_err(pcc_params(model, v), p) for v, p in after_pj.values())
-        after_pj = None
 
     def fwd():
         with torch.no_grad():
@@ -238,7 +358,21 @@ def run_config(name, args, device):
     if device.type == "cuda":
         torch.cuda.empty_cache()
 
-    # ---- float64 oracle on a few rows (the circuit before the EM step) ----
+    # ---- float64 oracle: the EM step on the same rows, then the log-likelihood of a few rows ----
+    ref_em, ref_flow = None, None
+    est = ref_em_estimate_s(root, len(xe))
+    if est <= args.ref_em_max_s:
+        t = time.perf_counter()
+        ref_em, ref_flow = ref_em_params(root, xe.cpu(), args)
+        r["ref_em_s"] = time.perf_counter() - t
+    errs, lines = em_report(vectors, pre, ref_em, after_pcc, after_pj, ref_flow)
+    r.update(errs)
+    print(f"{name}: EM step on {len(xe)} rows, {len(vectors)} parameter groups; float64 oracle "
+          + (f"ref_em_s {r['ref_em_s']:.1f} (estimated {est:.0f})" if ref_em is not None else
+             f"skipped: estimated {est:.0f} s > --ref-em-max-s {args.ref_em_max_s:g}"),
+          flush=True)
+    print("\n".join(lines), flush=True)
+    after_pj = after_pcc = ref_em = ref_flow = None
     t = time.perf_counter()
     ref = pcc.reference.log_likelihood(root, xr)
     r["ref_s"] = time.perf_counter() - t
@@ -263,12 +397,12 @@ def ratio(r, a, b):
 
 HEADER = ("| config | sum edges | PyJuice fwd / fwd+bwd / step ms | pcc fwd / fwd+bwd / step ms | "
           "speedup fwd / fwd+bwd / step | PyJuice GiB | pcc GiB | mem ratio | PyJuice LL err | "
-          "pcc LL err | LL agree | params agree |")
+          "pcc LL err | LL agree | PyJuice EM err | pcc EM err | params agree |")
 
 
 def row(r):
     if "error" in r:
-        return f"| {r['config']} | FAILED: {r['error']} |" + " |" * 10
+        return f"| {r['config']} | FAILED: {r['error']} |" + " |" * 12
     sp = [ratio(r, f"pj_{k}", f"pcc_{k}") for k in ("fwd", "fb", "step")]
     r["sp_fwd"], r["sp_fb"], r["sp_step"] = sp
     r["mem_ratio"] = ratio(r, "pcc_gib", "pj_gib")
@@ -277,7 +411,8 @@ def row(r):
             f"{f('pj_step', '.2f')} | {f('pcc_fwd', '.2f')} / {f('pcc_fb', '.2f')} / {f('pcc_step', '.2f')} | "
             f"{f('sp_fwd', '.2f')}x / {f('sp_fb', '.2f')}x / {f('sp_step', '.2f')}x | {f('pj_gib', '.2f')} | "
             f"{f('pcc_gib', '.2f')} | {f('mem_ratio', '.2f')} | {f('pj_err', '.1e')} | {f('pcc_err', '.1e')} | "
-            f"{f('ll_agree', '.1e')} | {f('param_agree', '.1e')} |")
+            f"{f('ll_agree', '.1e')} | {f('pj_em_err', '.1e')} | {f('pcc_em_err', '.1e')} | "
+            f"{f('param_agree', '.1e')} |")
 
 
 def geomean(xs):
@@ -289,9 +424,10 @@ def summary(results, args, device):
     lines = [f"device: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}; batch {args.batch}; "
              f"median of {args.reps}; pcc precision {args.precision}; EM step_size {args.step_size}, "
              f"pseudocount {args.pseudocount}; LL errors: max |ll - ref| / max(1, |ref|) on {args.ref_rows} "
-             f"rows vs pcc.reference (float64); params agree: max |a-b| / max(|b|, 1e-3) after one EM step"
-             + (" (QUICK: tiny circuits)" if args.quick else ""), "", HEADER,
-             "|" + "---|" * 12]
+             f"rows vs pcc.reference (float64); after one EM step on {args.em_rows} rows, max |a-b| / "
+             f"max(|b|, 1e-3) over the parameters: EM err of each system vs pcc.reference_em (float64), "
+             f"params agree pcc vs PyJuice" + (" (QUICK: tiny circuits)" if args.quick else ""), "", HEADER,
+             "|" + "---|" * 14]
     lines += [row(r) for r in results]
     ok = [r for r in results if "error" not in r]
     g = {k: geomean([r.get(k) for r in ok]) for k in ("sp_fwd", "sp_fb", "sp_step", "mem_ratio")}
@@ -308,6 +444,12 @@ def summary(results, args, device):
         "not checked (no PyJuice run)" if not checked else "FAIL: " + ", ".join(bad) if bad else
         f"all {len(checked)} pass") + (f"; failed configurations: {len(results) - len(ok)}"
                                        if len(ok) < len(results) else ""))
+    for key, who in (("pj_em_err", "PyJuice"), ("pcc_em_err", "pcc")):
+        had = [r for r in ok if key in r]
+        if had:
+            bad = [f"{r['config']} ({r[key]:.1e})" for r in had if not r[key] <= 1e-3]
+            lines.append(f"{who} EM step vs float64 (1e-3): " + ("FAIL: " + ", ".join(bad) if bad else
+                                                                  f"all {len(had)} pass"))
     return "\n".join(lines)
 
 
@@ -328,6 +470,11 @@ def main():
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--reps", type=int, default=None, help="timed calls (default 20, quick 3)")
     ap.add_argument("--ref-rows", type=int, default=None, help="rows for the float64 reference (default 8)")
+    ap.add_argument("--em-rows", type=int, default=64,
+                    help="rows of the batch for the agreement EM step and its float64 oracle (default 64)")
+    ap.add_argument("--ref-em-max-s", type=float, default=60,
+                    help="skip the float64 EM oracle where its estimated CPU time exceeds this many "
+                         "seconds (default 60: PD-64, HCLT-128, RAT-128/256 run; HMMs, PD-128+ do not)")
     ap.add_argument("--precision", default="tf32")
     ap.add_argument("--step-size", type=float, default=0.1)
     ap.add_argument("--pseudocount", type=float, default=0.1)
@@ -338,6 +485,9 @@ def main():
     args = ap.parse_args()
     args.reps = args.reps or (3 if args.quick else 20)
     args.ref_rows = min(args.ref_rows or (2 if args.quick else 8), args.batch)
+    args.em_rows = min(args.em_rows, args.batch)
+    if args.em_rows < 1:
+        ap.error("--em-rows must be >= 1")
     device = torch.device(args.device)
     only = [s for s in args.only.split(",") if s]
     unknown = set(only) - set(NAMES)
@@ -359,7 +509,8 @@ def main():
             torch.cuda.empty_cache()
         results.append(r)
         print(row(r), f"  (build {r.get('build_s', 0):.0f}s, convert {r.get('convert_s', 0):.1f}s, "
-              f"pcc compile {r.get('pcc_compile_s', 0):.1f}s, reference {r.get('ref_s', 0):.0f}s, total {r.get('total_s', 0):.0f}s)", flush=True)
+              f"pcc compile {r.get('pcc_compile_s', 0):.1f}s, reference {r.get('ref_s', 0):.0f}s, "
+              f"EM reference {r.get('ref_em_s', 0):.1f}s, total {r.get('total_s', 0):.0f}s)", flush=True)
     text = summary(results, args, device)
     print("\n" + text, flush=True)
     if args.out:
