@@ -126,8 +126,19 @@ class Reuse {
           if (r >= 0)
             for (int64_t c = 0; c < s.child_block_size; ++c) read(r + c, li);
     }
+    // Vectors no block reads (a sum's sparse edges can skip a whole child): products live in their
+    // own layer only; inputs are left where they are.
     for (Atom& a : atoms_)
-      if (a.last < 0) a.transient = false;  // read by nothing (cannot happen for a reachable vector)
+      if (a.last < 0) {
+        if (a.input) a.transient = false;
+        else a.first = a.last = a.layer;
+      }
+    // A product partition stays one launch: its vectors live until the last one's reader.
+    std::map<std::pair<int64_t, int64_t>, int64_t> part_last;
+    for (const Atom& a : atoms_)
+      if (!a.input) part_last[{a.layer, a.part}] = std::max(part_last[{a.layer, a.part}], a.last);
+    for (Atom& a : atoms_)
+      if (!a.input) a.last = part_last[{a.layer, a.part}];
   }
 
   // A transient product's recompute reads its children: they must live at least as long. Products
