@@ -4,12 +4,18 @@
 //       csrc/cuda/sum_forward.cu -o /tmp/sf_bench && /tmp/sf_bench
 //   /tmp/sf_bench --quick     (correctness cases only, small: for compute-sanitizer memcheck/racecheck)
 // Checks: a suite of partitions covering every kernel path (tensor-core TF32/BF16 with shared child
-// lists, distinct child lists, b > 128 slices; SIMT rows 1..8; padding child blocks; batch tails;
-// -inf children; rows whose sum underflows under the shared shift and take the exact fallback; all
-// zero-weight rows) against a float64 CPU reference, outputs poisoned with NaN first, guard rows
-// between output blocks and the child rows verified untouched. Timing: a dense layer shaped like
-// HCLT-256's (V vectors of 256 nodes, each dense over its own 256 children, b = cb = 32, fanin 8),
-// batch 512, median of 20 after warm-up, against the H100 ceilings of BENCHMARKS.md.
+// lists, distinct child lists, b > 128 slices, K split over a cluster (small grids with long K),
+// child lists cached in shared memory or read from global (row tile x fanin > 256 entries), 16-, 8-
+// and 4-byte weight copies (weight blocks at every alignment), 16-byte and 4-byte child-value copies
+// (batch % 4); SIMT rows 1..8; padding child blocks; batch tails; -inf children; rows whose sum
+// underflows under the shared shift and take the exact fallback; all zero-weight rows) against a
+// float64 CPU reference, outputs poisoned with NaN first, guard rows between output blocks and the
+// child rows verified untouched. Timing, batch 512, median of 20 after warm-up, against the H100
+// ceilings of BENCHMARKS.md: HMM-2048-like (one dense 2048 x 2048 matrix as 64 blocks of 32 x 32
+// reading one child list of 64 blocks), PD-256-like (920 blocks of 32 x 32, fanin 32, runs of 8 share
+// a list), HCLT-256-like (1072 blocks, fanin 8, runs of 8), with 16-byte aligned weight blocks (and
+// HMM once unaligned, as a plan's parameter layout may leave them), the HCLT layer docs/cuda.md
+// quotes, an HCLT-512-like layer, and a sparse b = 1 layer (SIMT path).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -52,6 +58,9 @@ struct Case {
   bool zero_rows = false;   // last rows of each block have all-zero weights (vector overhang)
   int guard = 1;            // guard rows after each output block
   int64_t child_pool = 0;   // distinct child blocks to pick from (0: nb / share * fanin)
+  int param_pad = 7;        // floats before the first weight block (7: unaligned, 8: 16-byte aligned)
+  bool misalign = false;    // 0-3 floats between weight blocks: every alignment in one layer
+  int64_t sample = 0;       // blocks to check (0: all in the correctness suite, 16 when timing)
 };
 
 struct Host {
@@ -92,7 +101,7 @@ Host build(const Case& c, std::mt19937_64& rng) {
   h.woff.resize(c.nb * c.fanin);
   for (int64_t i = 0; i < c.nb; ++i) h.out_rows[i] = static_cast<int32_t>(out0 + i * (c.b + c.guard));
   std::vector<int32_t> list(c.fanin);
-  h.params.assign(7, 0.5f);  // unaligned start, like input parameters before the weight blocks
+  h.params.assign(c.param_pad, 0.5f);  // like input parameters before the weight blocks
   for (int64_t i = 0; i < c.nb; ++i) {
     if (i % c.share == 0) {
       for (int k = 0; k < c.fanin; ++k) {
@@ -110,6 +119,7 @@ Host build(const Case& c, std::mt19937_64& rng) {
         h.woff[i * c.fanin + k] = -1;
         continue;
       }
+      if (c.misalign) h.params.resize(h.params.size() + rng() % 4, 0.5f);
       h.woff[i * c.fanin + k] = static_cast<int64_t>(h.params.size());
       for (int r = 0; r < c.b; ++r)
         for (int q = 0; q < c.cb; ++q) {
@@ -317,13 +327,30 @@ int main(int argc, char** argv) {
       {"simt 16x4", 16, 4, 5, 20, 50, 1, 0.1},
       {"simt b=1 many blocks", 1, 2, 4, 70000, 3, 1, 0.0, 0.02, 0.2, false, false, 1, 5000},
   };
+  // Tensor-core paths the cases above leave out. A grid under one wave with >= 16 chunks of 32 K rows
+  // splits K over a cluster (the fanin-1500 case above too).
+  auto add = [&cases](Case c, int param_pad, bool misalign, int64_t sample) {
+    c.param_pad = param_pad;
+    c.misalign = misalign;
+    c.sample = sample;
+    cases.push_back(c);
+  };
+  add({"tc 32x32 split-K shared list", 32, 32, 64, 8, 200, 8, 0.1, 0.02, 0.2}, 7, true, 0);
+  add({"tc 32x32 split-K underflow", 32, 32, 64, 4, 70, 4, 0.0, 0.0, 0.0, true}, 8, false, 0);
+  add({"tc 16x16 split-K distinct lists", 16, 16, 64, 11, 77, 1, 0.2, 0.02, 0.2, false, true}, 7, true, 0);
+  add({"tc 256x16 slices split-K", 256, 16, 64, 2, 130, 1, 0.1, 0.02, 0.2}, 8, false, 0);
+  add({"tc 32x32 aligned W, 16-byte E", 32, 32, 8, 24, 256, 8, 0.1, 0.02, 0.2}, 8, false, 0);
+  add({"tc 16x8 lists past the cache", 16, 8, 66, 300, 1100, 2, 0.1, 0.02, 0.2, false, false, 1, 200}, 8, true,
+      40);
+  cases[4].misalign = true;  // tc 16x16 mixed sharing
+  cases[5].misalign = true;  // tc 64x16 pairs
   bool all_ok = true;
   std::printf("correctness (float64 reference, tolerance tf32 1e-3, bf16 1e-2 x max(1,|ref|)):\n");
   for (const Case& c : cases) {
     Host h = build(c, rng);
     Dev d = upload(c, h);
-    all_ok &= check(c, h, d, Precision::TF32, 0, rng);
-    all_ok &= check(c, h, d, Precision::BF16, 0, rng);
+    all_ok &= check(c, h, d, Precision::TF32, c.sample, rng);
+    all_ok &= check(c, h, d, Precision::BF16, c.sample, rng);
     release(d);
   }
   if (quick) {
@@ -331,19 +358,35 @@ int main(int argc, char** argv) {
     return all_ok ? 0 : 1;
   }
 
-  // HCLT-256-like layer: V vectors x 256 nodes, each dense over its own 256-node child vector.
   struct Timing {
     const char* name;
     Case c;
   };
+  auto aligned = [](Case c, int64_t sample) {
+    c.param_pad = 8;
+    c.sample = sample;
+    return c;
+  };
   std::vector<Timing> timings = {
-      {"HCLT-256-like dense 32x32", {"hclt256 V=400", 32, 32, 8, 400 * 8, 512, 8, 0.0, 0.0, 0.0, false, false, 0}},
-      {"HCLT-512-like dense 32x32", {"hclt512 V=200", 32, 32, 16, 200 * 16, 512, 16, 0.0, 0.0, 0.0, false, false, 0}},
+      // One dense 2048 x 2048 matrix: 64 blocks of 32 x 32, all reading one list of 64 child blocks.
+      {"HMM-2048-like 64x(32x32) f64",
+       aligned({"hmm2048", 32, 32, 64, 64, 512, 64, 0.0, 0.0, 0.0, false, false, 0}, 4)},
+      {"HMM-2048-like, W unaligned", {"hmm2048 unaligned", 32, 32, 64, 64, 512, 64, 0.0, 0.0, 0.0, false, false, 0,
+                                      0, 7, false, 4}},
+      // 115 vectors of 256 nodes, each over 32 child blocks picked from 1024.
+      {"PD-256-like 920x(32x32) f32",
+       aligned({"pd256", 32, 32, 32, 920, 512, 8, 0.0, 0.0, 0.0, false, false, 0, 1024}, 16)},
+      // 134 vectors of 256 nodes, each dense over its own 256 children.
+      {"HCLT-256-like 1072x(32x32) f8",
+       aligned({"hclt256", 32, 32, 8, 1072, 512, 8, 0.0, 0.0, 0.0, false, false, 0}, 16)},
+      // docs/cuda.md's HCLT-256-like layer (400 vectors; unaligned weights, as measured there).
+      {"HCLT-256 V=400 (docs) f8", {"hclt256 V=400", 32, 32, 8, 400 * 8, 512, 8, 0.0, 0.0, 0.0, false, false, 0}},
+      {"HCLT-512-like V=200 f16", {"hclt512 V=200", 32, 32, 16, 200 * 16, 512, 16, 0.0, 0.0, 0.0, false, false, 0}},
       {"sparse b=1 cb=1 fanin 8", {"sparse 1x1", 1, 1, 8, 200000, 512, 1, 0.0, 0.0, 0.0, false, false, 0, 50000}},
   };
   std::printf("\ntiming (median of 20 after warm-up); ceilings: TF32 392 TFLOP/s, BF16 751, fp32 SIMT 51, "
               "copy 3.0 TB/s\n");
-  std::printf("%-28s %-5s %9s %9s %9s %10s %10s %8s\n", "layer", "prec", "ms", "TFLOP/s", "GB/s", "floor ms",
+  std::printf("%-30s %-5s %9s %9s %9s %10s %10s %8s\n", "layer", "prec", "ms", "TFLOP/s", "GB/s", "floor ms",
               "%roofline", "check");
   for (auto& tm : timings) {
     const Case& c = tm.c;
@@ -354,13 +397,13 @@ int main(int argc, char** argv) {
     // Bytes: every distinct child value read once, every output written once, every weight read once.
     const double bytes = 4.0 * (h.nchild_blocks * c.cb * c.batch + c.nb * c.b * c.batch) + 4.0 * c.nb * c.b * K;
     for (Precision p : {Precision::TF32, Precision::BF16}) {
-      const bool ok = check(c, h, d, p, 16, rng);
+      const bool ok = check(c, h, d, p, c.sample > 0 ? c.sample : 16, rng);
       all_ok &= ok;
       const double ms = median_ms(c, d, p, 20);
       const bool simt = c.b < 16;
       const double rate = simt ? 51e12 : (p == Precision::BF16 ? 751e12 : 392e12);
       const double floor_ms = 1e3 * std::max(flops / rate, bytes / 3.0e12);
-      std::printf("%-28s %-5s %9.4f %9.2f %9.1f %10.4f %9.1f%% %8s\n", tm.name, p == Precision::BF16 ? "bf16" : "tf32",
+      std::printf("%-30s %-5s %9.4f %9.2f %9.1f %10.4f %9.1f%% %8s\n", tm.name, p == Precision::BF16 ? "bf16" : "tf32",
                   ms, flops / ms / 1e9, bytes / ms / 1e6, floor_ms, 100.0 * floor_ms / ms, ok ? "ok" : "FAIL");
     }
     release(d);

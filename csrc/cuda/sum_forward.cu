@@ -7,28 +7,38 @@
 //
 // Two kernels:
 //  * Tensor-core path (b >= 16 and cb >= 8 for TF32 / 16 for BF16): a CTA owns a tile of 128 output
-//    rows x 64 batch columns. With b <= 128 the tile is 128 / b consecutive sum blocks; runs of them
+//    rows x 128 batch columns. With b <= 128 the tile is 128 / b consecutive sum blocks; runs of them
 //    that read the same child list (every block of a dense sum vector does) form a *segment* that
-//    shares one max pass and one exp per child element, which is the dominant cost, not the matrix
-//    product. With b > 128 the tile is a 128-row slice of one block. The child rows of all child
-//    blocks are one K dimension (k * cb + c; padding child blocks give zero E and zero W), consumed in
-//    chunks of 32: E = exp(v - m) and the W slice are staged in shared memory already converted to the
-//    tensor cores' input type, the next chunk's global loads are in flight during the current chunk's
-//    WMMA (float accumulators in registers, 2 x 2 fragments of 16 x 16 per warp).
+//    shares every load and exp of a child element, which is the dominant cost, not the matrix product.
+//    With b > 128 the tile is a 128-row slice of one block. The child rows of all child blocks are one
+//    K dimension (k * cb + c; padding child blocks give E = 0 and W = 0).
+//    K loop: the raw float32 child values and weights of 32 K rows at a time stream into a 3-stage
+//    cp.async ring (16-byte copies where aligned), one __syncthreads per stage, so two stages are in
+//    flight while the tensor cores work on the third. Each warp owns 64 rows x 32 columns
+//    (mma.sync m16n8k8 TF32 / m16n8k16 BF16, float32 accumulators in registers); it reads its B
+//    fragments raw, folds them into a running per-column max and rescales its accumulators when that
+//    max grows (as flash attention does), then exponentiates and rounds them in registers. So the child
+//    values are read from memory once, with no separate max pass, and the final shift is the max over
+//    all K rows, as before.
+//    Where the grid would not fill the device once (2 CTAs per SM; a few large dense layers, HMM's), K
+//    is split over a thread-block cluster of 2-4 CTAs that combine their (accumulator, max) tiles
+//    through distributed shared memory. The epilogue goes through shared memory and stores whole rows.
 //  * SIMT float32 path (everything else: b = 1 sparse rows, small blocks): one warp per (block, slice
 //    of up to 8 rows, 64 columns), two columns per lane, weights broadcast from L1.
 // Block and child-block sizes are runtime values (powers of two; the tensor-core path needs only
 // b >= 16 and cb >= its k-step), so every shape the compiler or a block-form sum produces runs.
 // Grids: the tensor-core kernel walks (row tile, batch tile) items, batch tiles fastest, grid-stride
-// over a 1-D grid; the SIMT kernel puts warps' items on grid.x and batch tiles on grid.y (grid-stride
-// past 65535).
+// over a 1-D grid (a cluster's CTAs walk the same items); the SIMT kernel puts warps' items on grid.x
+// and batch tiles on grid.y (grid-stride past 65535).
+#include <cooperative_groups.h>
 #include <cuda_bf16.h>
-#include <mma.h>
 
 #include <algorithm>
 #include <cfloat>
 #include <climits>
 #include <cstdint>
+#include <map>
+#include <mutex>
 
 #include "cuda/cuda_check.cuh"
 #include "cuda/sum_forward.cuh"
@@ -37,12 +47,16 @@ namespace pcc {
 namespace cuda {
 namespace {
 
-using namespace nvcuda;
+namespace cg = cooperative_groups;
 
 constexpr int kThreads = 256;  // 8 warps
-constexpr int kT = 64;         // batch columns per tile
-constexpr int kR = 128;        // output rows per tensor-core tile
-constexpr int kKC = 32;        // K rows per staged chunk
+constexpr int kT = 64;         // SIMT path: batch columns per tile
+// Tensor-core path: tile rows, batch columns, K rows per stage, ring stages.
+constexpr int kBM = 128, kBN = 128, kBK = 32, kStages = 3;
+constexpr int kLdC = kBN + 8;  // accumulator tile rows: float2 stores of a warp hit distinct banks
+constexpr int kTab = 256;      // child-list / weight-offset entries of a row tile cached in shared memory
+constexpr int kMaxSplit = 4;   // CTAs per cluster that split K
+constexpr unsigned kFull = 0xffffffffu;
 // As csrc/cpu/sum.cpp: sums below this are recomputed with the row's own shift.
 constexpr float kTrustedSum = 1e-30f;
 
@@ -54,6 +68,8 @@ struct Args {
   float* values;
   int64_t num_blocks, batch, num_tiles;
   int32_t b, cb, lb, lcb, fanin;  // lb = log2 b, lcb = log2 cb
+  int32_t vec_e;                  // value rows are 16-byte aligned (batch % 4 == 0, aligned base)
+  int64_t items;                  // tensor-core path: (row tile, batch tile) pairs
 };
 
 __device__ __forceinline__ float neg_inf() { return -__int_as_float(0x7f800000); }
@@ -86,234 +102,391 @@ __device__ __forceinline__ float exact_output(const Args& a, int64_t blk, int r,
 }
 
 // ---------------------------------------------------------------------------------------------
-// Tensor-core path.
+// Tensor-core path: PTX helpers.
 
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+// cp.async: bytes past src_bytes are zero-filled (src_bytes 0 reads nothing).
+__device__ __forceinline__ void cp_async16(float* dst, const float* src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(src_bytes)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async8(float* dst, const float* src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(smem_u32(dst)), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async4(float* dst, const float* src, int src_bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(src_bytes)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// Round to nearest (ties away) as cvt.rna.tf32.f32, which sm_90 emulates with a finiteness test and
+// this same add: the tensor cores ignore the 13 low mantissa bits, and 0x1000 lies among them, so inf
+// stays inf and NaN stays NaN.
+__device__ __forceinline__ uint32_t to_tf32(float x) { return __float_as_uint(x) + 0x1000u; }
+// 2^x with denormal results flushed to 0 (one MUFU op; __expf without -ftz adds a range fix-up). Terms
+// below 2^-126 of the column max are far under kTrustedSum, so a flushed sum still takes the exact path.
+__device__ __forceinline__ float exp2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+constexpr float kLog2e = 1.4426950408889634f;
+// Two floats as bf16x2, lo in the low half (the lower K index, as mma.sync expects).
+__device__ __forceinline__ uint32_t to_bf16x2(float lo, float hi) {
+  uint32_t r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+
+// d += a b. Fragments (g = lane / 4, t = lane % 4): TF32 A (g, t) (g+8, t) (g, t+4) (g+8, t+4),
+// B (k t, n g) (k t+4, n g); BF16 A pairs (g, 2t..) (g+8, 2t..) (g, 2t+8..) (g+8, 2t+8..), B pairs
+// (k 2t.., n g) (k 2t+8.., n g); C (g, 2t) (g, 2t+1) (g+8, 2t) (g+8, 2t+1).
+__device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Stage tiles, in floats: W [kBM rows][kBK K columns] then E [kBK K rows][kBN batch columns], rows
+// padded so that the fragment loads of a warp hit 32 distinct banks and every load is a per-thread base
+// plus an immediate: TF32 reads one float of A at (g, t) and of B at (k t, n g), so W rows are 36 floats
+// (4 mod 32 banks) and E rows 136 (8 mod 32); BF16 reads a float2 of A at (g, 2t) and B at (k 2t, n g),
+// so 40 (8 mod 32) and 132 (4 mod 32). Rows stay 16-byte aligned for cp.async.
 template <Precision P>
-struct Tc;
-
-template <>
-struct Tc<Precision::TF32> {
-  using In = float;  // staged already rounded to tf32
-  static constexpr int kK = 8;
-  using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
-  using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
-  using FragC = wmma::fragment<wmma::accumulator, 16, 16, 8, float>;
-  static __device__ __forceinline__ In cvt(float x) { return wmma::__float_to_tf32(x); }
-  static __device__ __forceinline__ In zero() { return 0.0f; }
+struct TcLd {
+  static constexpr int kW = P == Precision::TF32 ? kBK + 4 : kBK + 8;
+  static constexpr int kE = P == Precision::TF32 ? kBN + 8 : kBN + 4;
+  static constexpr int kEOffset = kBM * kW;  // E tile within a stage
 };
+constexpr int kStageFloats = kBM * (kBK + 8) + kBK * (kBN + 8);  // the larger of the two layouts
 
-template <>
-struct Tc<Precision::BF16> {
-  using In = __nv_bfloat16;
-  static constexpr int kK = 16;
-  using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
-  using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
-  using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
-  static __device__ __forceinline__ In cvt(float x) { return __float2bfloat16_rn(x); }
-  static __device__ __forceinline__ In zero() { return __float2bfloat16_rn(0.0f); }
+// Dynamic shared memory: 2 CTAs of 8 warps per SM (2 x (this + 1 KiB reserved) <= 228 KiB on sm_90).
+struct TcShared {
+  // The cp.async ring; after the K loop, the [kBM][kLdC] accumulator tile and then, at kMOffset, the
+  // [2][kBN] column shifts (per warp row) of a segment.
+  float ring[kStages * kStageFloats];
+  int64_t woff[kTab];  // the row tile's weight offsets and child rows, where they fit
+  int32_t crow[kTab];
+  int32_t differs[kBM / 16];  // block j's child list differs from block j - 1's
 };
+constexpr int kMOffset = kBM * kLdC;
+static_assert(kMOffset + 2 * kBN <= kStages * kStageFloats, "epilogue tiles must fit in the ring");
+static_assert(TcLd<Precision::TF32>::kEOffset + kBK * TcLd<Precision::TF32>::kE <= kStageFloats, "stage");
+static_assert(TcLd<Precision::BF16>::kEOffset + kBK * TcLd<Precision::BF16>::kE <= kStageFloats, "stage");
 
-// Leading dimensions: rows padded by 16 bytes (4 floats / 8 bf16) against bank conflicts; WMMA
-// needs 32-byte aligned fragment pointers, which these keep for every 16-row / k-step offset.
+// One 16-byte chunk of weights (always whole: K and the chunk start are multiples of 4) by the widest
+// copies its alignment allows: weight blocks start anywhere in the parameter buffer.
+__device__ __forceinline__ void copy_w(float* dst, const float* src) {
+  const uintptr_t al = reinterpret_cast<uintptr_t>(src) & 15;
+  if (al == 0) {
+    cp_async16(dst, src, 16);
+  } else if ((al & 7) == 0) {
+    cp_async8(dst, src);
+    cp_async8(dst + 2, src + 2);
+  } else {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) cp_async4(dst + e, src + e, 4);
+  }
+}
+
+// K rows kg .. kg + 15 of the current stage: running max, rescale, exp, MMAs. wa points at this
+// lane's A base (W row wr0 + g, column t (TF32) / 2t (BF16)), eb at its B base (E row t / 2t, column
+// wc0 + g). acc[i][j] is the warp's m-tile i (rows wr0 + 16 i ..) x n-tile j (columns wc0 + 8 j ..);
+// m[j] the running max of column wc0 + 8 j + g over this warp's K rows so far (-inf: none seen, shift 0).
+template <Precision P, int kg>
+__device__ __forceinline__ void tc_group(const float* __restrict__ wa, const float* __restrict__ eb,
+                                         float (&acc)[4][4][4], float (&m)[4], unsigned live, int t) {
+  constexpr bool kTf32 = P == Precision::TF32;
+  constexpr int LW = TcLd<P>::kW, LE = TcLd<P>::kE;
+  // Per n-tile j: its B values (4 per lane: K rows kg + (TF32: t, t+4, t+8, t+12; BF16: 2t, 2t+1,
+  // 2t+8, 2t+9), column wc0 + 8 j + g), their max over the 4 lanes of group g (which hold one column's
+  // K rows between them), the rescale, and E = exp(v - shift) <= 1 in the tensor cores' input type.
+  uint32_t bq[4][4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    float v[4];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) v[q] = eb[(kg + (kTf32 ? 4 * q : (q & 1) + 8 * (q >> 1))) * LE + 8 * j];
+    float cm = fmaxf(fmaxf(v[0], v[1]), fmaxf(v[2], v[3]));
+    cm = fmaxf(cm, __shfl_xor_sync(kFull, cm, 1));
+    cm = fmaxf(cm, __shfl_xor_sync(kFull, cm, 2));
+    if (__any_sync(kFull, cm > m[j])) {
+      // The accumulators were summed under the old shift: scale by exp(old - new) (0 where nothing
+      // finite was seen yet; those are 0). Accumulator columns 2t, 2t+1 belong to groups 2t, 2t+1.
+      const float mn = fmaxf(m[j], cm);
+      const float sc = mn == m[j] ? 1.0f : (m[j] == neg_inf() ? 0.0f : exp2_ftz((m[j] - mn) * kLog2e));
+      m[j] = mn;
+      const float s0 = __shfl_sync(kFull, sc, 8 * t), s1 = __shfl_sync(kFull, sc, 8 * t + 4);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        acc[i][j][0] *= s0;
+        acc[i][j][1] *= s1;
+        acc[i][j][2] *= s0;
+        acc[i][j][3] *= s1;
+      }
+    }
+    // exp(v - sh) as 2^(v log2e - sh log2e): one FFMA and one MUFU op; v = -inf gives 0.
+    const float shl = m[j] == neg_inf() ? 0.0f : m[j] * kLog2e;
+    float e[4];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) e[q] = exp2_ftz(fmaf(v[q], kLog2e, -shl));
+    if constexpr (kTf32) {
+#pragma unroll
+      for (int q = 0; q < 4; ++q) bq[j][q] = to_tf32(e[q]);
+    } else {
+      bq[j][0] = to_bf16x2(e[0], e[1]);
+      bq[j][1] = to_bf16x2(e[2], e[3]);
+    }
+  }
+  if constexpr (kTf32) {
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {  // the two k-steps of 8
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        if (!((live >> i) & 1)) continue;
+        const float* w = wa + 16 * i * LW + kg + 8 * s;
+        const uint32_t af[4] = {to_tf32(w[0]), to_tf32(w[8 * LW]), to_tf32(w[4]), to_tf32(w[8 * LW + 4])};
+#pragma unroll
+        for (int j = 0; j < 4; ++j) mma_tf32(acc[i][j], af, bq[j][2 * s], bq[j][2 * s + 1]);
+      }
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      if (!((live >> i) & 1)) continue;
+      const float* w = wa + 16 * i * LW + kg;
+      const float2 x0 = *reinterpret_cast<const float2*>(w);
+      const float2 x1 = *reinterpret_cast<const float2*>(w + 8 * LW);
+      const float2 x2 = *reinterpret_cast<const float2*>(w + 8);
+      const float2 x3 = *reinterpret_cast<const float2*>(w + 8 * LW + 8);
+      const uint32_t af[4] = {to_bf16x2(x0.x, x0.y), to_bf16x2(x1.x, x1.y), to_bf16x2(x2.x, x2.y),
+                              to_bf16x2(x3.x, x3.y)};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) mma_bf16(acc[i][j], af, bq[j][0], bq[j][1]);
+    }
+  }
+}
+
+// split = CTAs per cluster sharing one item's K range (1: no cluster launch).
 template <Precision P>
-struct TcSmem {
-  using In = typename Tc<P>::In;
-  static constexpr int kLdE = kT + 16 / static_cast<int>(sizeof(In));
-  static constexpr int kLdW = kKC + 16 / static_cast<int>(sizeof(In));
-  static constexpr int kLdAcc = kT + 4;
-  union __align__(128) U {
-    struct {
-      In e[kKC][kLdE];  // E chunk: [K rows, batch columns]
-      In w[kR][kLdW];   // W chunk: [tile rows, K rows]
-    } st;
-    float acc[kR][kLdAcc];  // accumulators for the epilogue
-  };
-  U u;
-  float red[kThreads / 32][kT];  // per-warp partial maxima
-  float m[kT];                    // the column shifts
-  int32_t differs[kR / 16];       // block j's child list differs from block j - 1's
-};
+__global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, const int split) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  TcShared& sm = *reinterpret_cast<TcShared*>(smem_raw);
 
-template <Precision P>
-__global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a) {
-  using T = Tc<P>;
-  using In = typename T::In;
-  using S = TcSmem<P>;
-  __shared__ S sm;
-
+  constexpr bool kTf32 = P == Precision::TF32;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int g = lane >> 2, t = lane & 3;
   const int b = a.b, cb = a.cb, fanin = a.fanin;
-  const int K = fanin * cb;  // < 2^31: checked by the launcher
-  const int nchunks = (K + kKC - 1) / kKC;
+  const int K = fanin * cb;  // < INT_MAX - kBK: checked by the launcher
+  // Warp tile: rows wr0 .. wr0 + 63 (warp row wrow), columns wc0 .. wc0 + 31.
+  const int wrow = warp >> 2, wr0 = wrow * 64, wc0 = (warp & 3) * 32;
 
-  // Fixed per-thread coordinates. E staging: column ecol, K rows erow0 .. erow0 + 7 of a chunk (one
-  // child block, as cb >= 8). W staging: tile row wrow, K columns wk0 .. wk0 + 15 (two runs of 8,
-  // each inside one child block). MMA: warp rows wr0 .. wr0 + 31, columns wc0 .. wc0 + 31.
-  const int ecol = tid & (kT - 1), erow0 = (tid >> 6) * 8;
-  const int wrow = tid >> 1, wk0 = (tid & 1) * 16;
-  const int wr0 = (warp & 3) * 32, wc0 = (warp >> 2) * 32;
+  // This CTA's share of K: chunks [rank * per, ..) of 32 rows.
+  const int rank = split > 1 ? static_cast<int>(cg::this_cluster().block_rank()) : 0;
+  const int nch_all = (K + kBK - 1) / kBK;
+  const int per = (nch_all + split - 1) / split;
+  const int nch = max(0, min(per, nch_all - rank * per));
+  const int kbeg = rank * per * kBK;
 
-  const int64_t groups = b <= kR ? (a.num_blocks + (kR >> a.lb) - 1) / (kR >> a.lb) : a.num_blocks * (b / kR);
-  const int64_t items = groups * a.num_tiles;
+  const int G = b <= kBM ? kBM >> a.lb : 1;  // blocks per row tile
 
   // Items are (row tile, batch tile), batch tiles fastest: the CTAs running together share weights
   // and (for the row tiles of one vector) child values in L2, so each is read from memory about once.
-  for (int64_t item = blockIdx.x; item < items; item += gridDim.x) {
+  for (int64_t item = blockIdx.x / split; item < a.items; item += gridDim.x / split) {
     const int64_t tile = item % a.num_tiles, grp = item / a.num_tiles;
-    const int64_t t0 = tile * kT;
-    const int cols = static_cast<int>(min(static_cast<int64_t>(kT), a.batch - t0));
-    const bool col_ok = ecol < cols;
+    const int64_t t0 = tile * kBN;
+    const int cols = static_cast<int>(min(static_cast<int64_t>(kBN), a.batch - t0));
 
     // The row tile: blocks g0 .. g0 + nblk - 1 (row rho -> block g0 + rho / b, row rho % b), or
     // for b > 128 the rows lr0 .. lr0 + 127 of block g0.
     int64_t g0;
     int nblk, lr0 = 0, rows_per_blk;
-    if (b <= kR) {
-      const int G = kR >> a.lb;
+    if (b <= kBM) {
       g0 = grp * G;
       nblk = static_cast<int>(min(static_cast<int64_t>(G), a.num_blocks - g0));
       rows_per_blk = b;
     } else {
-      const int slices = b / kR;
+      const int slices = b / kBM;
       g0 = grp / slices;
-      lr0 = static_cast<int>(grp % slices) * kR;
+      lr0 = static_cast<int>(grp % slices) * kBM;
       nblk = 1;
-      rows_per_blk = kR;
+      rows_per_blk = kBM;
     }
 
-    // Segments: runs of blocks with identical child lists.
-    __syncthreads();  // the previous item is done with sm.differs
-    if (tid < kR / 16) sm.differs[tid] = 0;
-    __syncthreads();
-    if (nblk > 1) {
-      const int64_t total = static_cast<int64_t>(nblk - 1) * fanin;
-      for (int64_t i = tid; i < total; i += kThreads) {
-        const int j = 1 + static_cast<int>(i / fanin), k = static_cast<int>(i % fanin);
-        if (a.child_rows[(g0 + j) * fanin + k] != a.child_rows[(g0 + j - 1) * fanin + k])
-          atomicOr(&sm.differs[j], 1);
+    // The tile's child lists and weight offsets into shared memory (staging reads them per chunk), and
+    // segments: runs of blocks with identical child lists (warp j compares block j with j - 1).
+    __syncthreads();  // the previous item is done with the tables
+    const int tab_n = nblk * fanin;
+    const bool tab = tab_n <= kTab;
+    if (tab) {
+      for (int i = tid; i < tab_n; i += kThreads) {
+        sm.crow[i] = a.child_rows[g0 * fanin + i];
+        sm.woff[i] = a.weight_offsets[g0 * fanin + i];
       }
     }
+    if (warp < nblk) {
+      bool d = warp == 0;
+      for (int k = lane; k < fanin && !d; k += 32)
+        d = a.child_rows[(g0 + warp) * fanin + k] != a.child_rows[(g0 + warp - 1) * fanin + k];
+      d = __any_sync(kFull, d);
+      if (lane == 0) sm.differs[warp] = d;
+    }
     __syncthreads();
+    const int64_t* wtab = tab ? sm.woff : a.weight_offsets + g0 * fanin;  // [block - g0][k]
 
     for (int s0 = 0; s0 < nblk;) {
       int s1 = s0 + 1;
       while (s1 < nblk && !sm.differs[s1]) ++s1;
-      const int64_t blk0 = g0 + s0;
-      const int32_t* crow = a.child_rows + blk0 * fanin;
-      const int seg_r0 = s0 * rows_per_blk, seg_r1 = s1 * rows_per_blk;
-      __syncthreads();  // the previous segment's epilogue is done with the shared buffers
+      const int32_t* ctab = tab ? sm.crow + s0 * fanin : a.child_rows + (g0 + s0) * fanin;
+      const int r0 = s0 * rows_per_blk, r1 = s1 * rows_per_blk;  // the segment's tile rows
+      unsigned live = 0;  // this warp's m-tiles inside the segment (segments are multiples of 16 rows)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) live |= (wr0 + 16 * i >= r0 && wr0 + 16 * i < r1 ? 1u : 0u) << i;
 
-      // Pass 1: per-column max over all child rows (warp per K row, lanes along the batch).
-      {
-        float m0 = neg_inf(), m1 = neg_inf();
-        const int64_t c0 = t0 + lane, c1 = t0 + lane + 32;
-        const bool ok0 = lane < cols, ok1 = lane + 32 < cols;
-#pragma unroll 4
-        for (int kr = warp; kr < K; kr += kThreads / 32) {
-          const int32_t r = crow[kr >> a.lcb];
-          if (r < 0) continue;
-          const float* v = a.values + (static_cast<int64_t>(r) + (kr & (cb - 1))) * a.batch;
-          if (ok0) m0 = fmaxf(m0, v[c0]);
-          if (ok1) m1 = fmaxf(m1, v[c1]);
-        }
-        sm.red[warp][lane] = m0;
-        sm.red[warp][lane + 32] = m1;
-      }
-      __syncthreads();
-      if (tid < kT) {
-        float m = sm.red[0][tid];
+      // Stage chunk c of this CTA's K range into ring slot st. E rows past K or of padding child
+      // blocks are -inf (E = 0), columns past the batch zero (never stored); W of segment rows only,
+      // zero past K and for padding.
+      auto issue = [&](int c, int st) {
+        float* ws = sm.ring + st * kStageFloats;
+        float* es = ws + TcLd<P>::kEOffset;
+        const int kc0 = kbeg + c * kBK;
 #pragma unroll
-        for (int w = 1; w < kThreads / 32; ++w) m = fmaxf(m, sm.red[w][tid]);
-        sm.m[tid] = m == neg_inf() ? 0.0f : m;  // all -inf: shift 0, exp gives 0, output -inf
-      }
-      __syncthreads();
-      const float my_m = sm.m[ecol];
-
-      // Pass 2: acc[tile rows, columns] += W[rows, K] x E[K, columns], chunk by chunk.
-      typename T::FragC acc[2][2];
+        for (int i = 0; i < 4; ++i) {
+          const int kl = (tid >> 5) + 8 * i, col = (tid & 31) << 2, kr = kc0 + kl;
+          float* dst = es + kl * TcLd<P>::kE + col;
+          const int32_t r = kr < K ? ctab[kr >> a.lcb] : -1;
+          if (r >= 0) {
+            const int n = min(max(cols - col, 0), 4);
+            const float* src = a.values + (static_cast<int64_t>(r) + (kr & (cb - 1))) * a.batch + t0 + col;
+            if (a.vec_e) {
+              cp_async16(dst, n > 0 ? src : a.values, 4 * n);
+            } else {
 #pragma unroll
-      for (int i = 0; i < 2; ++i)
-#pragma unroll
-        for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
-      bool frag_live[2];
-#pragma unroll
-      for (int i = 0; i < 2; ++i) frag_live[i] = wr0 + 16 * i >= seg_r0 && wr0 + 16 * i < seg_r1;
-
-      // This thread's W row: block wj, row wlr, if it lies in the segment.
-      const bool w_row_ok = wrow >= seg_r0 && wrow < seg_r1;
-      const int64_t wj = g0 + (b <= kR ? (wrow >> a.lb) : 0);
-      const int wlr = b <= kR ? (wrow & (b - 1)) : lr0 + wrow;
-      const int64_t* wofs = a.weight_offsets + wj * fanin;
-      const int32_t* wcrow = a.child_rows + wj * fanin;
-
-      float ev[8], wv[16];
-      auto load_chunk = [&](int ch) {
-        const int kr = ch * kKC + erow0;
-        const int32_t r = kr < K ? crow[kr >> a.lcb] : -1;
-        if (r >= 0 && col_ok) {
-          const float* v = a.values + (static_cast<int64_t>(r) + (kr & (cb - 1))) * a.batch + t0 + ecol;
-#pragma unroll
-          for (int i = 0; i < 8; ++i) ev[i] = v[i * a.batch];
-        } else {
-#pragma unroll
-          for (int i = 0; i < 8; ++i) ev[i] = neg_inf();
-        }
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int kw = ch * kKC + wk0 + 8 * h;
-          const int k = kw >> a.lcb;
-          if (w_row_ok && kw < K && wcrow[k] >= 0) {
-            const float* w = a.params + wofs[k] + static_cast<int64_t>(wlr) * cb + (kw & (cb - 1));
-#pragma unroll
-            for (int u = 0; u < 8; ++u) wv[8 * h + u] = w[u];
+              for (int e = 0; e < 4; ++e) cp_async4(dst + e, e < n ? src + e : a.values, e < n ? 4 : 0);
+            }
           } else {
-#pragma unroll
-            for (int u = 0; u < 8; ++u) wv[8 * h + u] = 0.0f;
+            *reinterpret_cast<float4*>(dst) = make_float4(neg_inf(), neg_inf(), neg_inf(), neg_inf());
           }
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int row = (tid >> 3) + 32 * i;
+          if (row < r0 || row >= r1) continue;
+          const int kc = (tid & 7) << 2, kw = kc0 + kc;
+          float* dst = ws + row * TcLd<P>::kW + kc;
+          const int jr = b <= kBM ? row >> a.lb : 0;
+          const int lr = b <= kBM ? row & (b - 1) : lr0 + row;
+          const int64_t o = kw < K ? wtab[jr * fanin + (kw >> a.lcb)] : -1;
+          if (o >= 0)
+            copy_w(dst, a.params + o + static_cast<int64_t>(lr) * cb + (kw & (cb - 1)));
+          else
+            *reinterpret_cast<float4*>(dst) = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         }
       };
-      if (nchunks > 0) load_chunk(0);
-      for (int ch = 0; ch < nchunks; ++ch) {
+
+      float acc[4][4][4];
 #pragma unroll
-        for (int i = 0; i < 8; ++i) sm.u.st.e[erow0 + i][ecol] = T::cvt(__expf(ev[i] - my_m));
+      for (int i = 0; i < 4; ++i)
 #pragma unroll
-        for (int u = 0; u < 16; ++u) sm.u.st.w[wrow][wk0 + u] = T::cvt(wv[u]);
-        __syncthreads();
-        if (ch + 1 < nchunks) load_chunk(ch + 1);  // in flight during the products below
+        for (int j = 0; j < 4; ++j)
 #pragma unroll
-        for (int kk = 0; kk < kKC; kk += T::kK) {
-          typename T::FragB fb[2];
+          for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+      float m[4] = {neg_inf(), neg_inf(), neg_inf(), neg_inf()};
+
+      // One commit group per chunk (empty past the end) so that wait_group<kStages - 2> at chunk c
+      // always means: chunk c has landed.
 #pragma unroll
-          for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(fb[j], &sm.u.st.e[kk][wc0 + 16 * j], S::kLdE);
-#pragma unroll
-          for (int i = 0; i < 2; ++i) {
-            if (!frag_live[i]) continue;
-            typename T::FragA fa;
-            wmma::load_matrix_sync(fa, &sm.u.st.w[wr0 + 16 * i][kk], S::kLdW);
-#pragma unroll
-            for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa, fb[j], acc[i][j]);
-          }
+      for (int c = 0; c < kStages - 1; ++c) {
+        if (c < nch) issue(c, c);
+        cp_async_commit();
+      }
+#pragma unroll 1
+      for (int c = 0; c < nch; ++c) {
+        cp_async_wait<kStages - 2>();
+        __syncthreads();  // chunk c visible to all; all warps are past chunk c - 1, so its slot is free
+        if (c + kStages - 1 < nch) issue(c + kStages - 1, (c + kStages - 1) % kStages);
+        cp_async_commit();
+        if (live) {
+          const float* ws = sm.ring + (c % kStages) * kStageFloats;
+          const float* wa = ws + (wr0 + g) * TcLd<P>::kW + (kTf32 ? t : 2 * t);
+          const float* eb = ws + TcLd<P>::kEOffset + (kTf32 ? t : 2 * t) * TcLd<P>::kE + wc0 + g;
+          tc_group<P, 0>(wa, eb, acc, m, live, t);
+          // Keeps ptxas from hoisting the second group's loads over the first's MMAs, which would
+          // need more than the 128 registers of 2 CTAs per SM.
+          asm volatile("" ::: "memory");
+          tc_group<P, 16>(wa, eb, acc, m, live, t);
         }
-        __syncthreads();
       }
 
-      // Epilogue: accumulators through shared memory, log + shift, stores along the batch.
-#pragma unroll
-      for (int i = 0; i < 2; ++i)
-#pragma unroll
-        for (int j = 0; j < 2; ++j)
-          wmma::store_matrix_sync(&sm.u.acc[wr0 + 16 * i][wc0 + 16 * j], acc[i][j], S::kLdAcc,
-                                  wmma::mem_row_major);
+      // Epilogue: accumulators and shifts into shared memory (over the drained ring), then each CTA of
+      // the cluster combines a slice of the rows from all of them and stores whole rows.
+      cp_async_wait<0>();
       __syncthreads();
-      if (col_ok) {
-        for (int rho = seg_r0 + (tid >> 6); rho < seg_r1; rho += kThreads / kT) {
-          const int64_t j = g0 + (b <= kR ? (rho >> a.lb) : 0);
-          const int lr = b <= kR ? (rho & (b - 1)) : lr0 + rho;
-          const float s = sm.u.acc[rho][ecol];
-          const float out = trusted(s) ? logf(s) + my_m : exact_output(a, j, lr, t0 + ecol);
-          a.values[(static_cast<int64_t>(a.out_rows[j]) + lr) * a.batch + t0 + ecol] = out;
+      float* cs = sm.ring;
+      float* ms = sm.ring + kMOffset;  // [2][kBN]
+      if (live) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          if (!((live >> i) & 1)) continue;
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            const int r = wr0 + 16 * i + g, c = wc0 + 8 * j + 2 * t;
+            *reinterpret_cast<float2*>(&cs[r * kLdC + c]) = make_float2(acc[i][j][0], acc[i][j][1]);
+            *reinterpret_cast<float2*>(&cs[(r + 8) * kLdC + c]) = make_float2(acc[i][j][2], acc[i][j][3]);
+          }
+        }
+        if (t == 0) {
+#pragma unroll
+          for (int j = 0; j < 4; ++j) ms[wrow * kBN + wc0 + 8 * j + g] = m[j];
         }
       }
+      if (split > 1) cg::this_cluster().sync(); else __syncthreads();
+      {
+        const int rs = kBM / split;
+        const int q0 = max(r0, rank * rs), q1 = min(r1, rank * rs + rs);
+        const int col = tid & (kBN - 1);
+        if (col < cols) {
+          for (int rho = q0 + tid / kBN; rho < q1; rho += kThreads / kBN) {
+            // sum = sum over CTAs of acc exp(m_cta - mx); mx = -inf only where every child is -inf,
+            // and then sum = 0 takes the exact path, which returns -inf.
+            float mx, sum;
+            if (split == 1) {
+              mx = ms[(rho >> 6) * kBN + col];
+              sum = cs[rho * kLdC + col];
+            } else {
+              cg::cluster_group cl = cg::this_cluster();
+              mx = neg_inf();
+              for (int q = 0; q < split; ++q) mx = fmaxf(mx, *cl.map_shared_rank(&ms[(rho >> 6) * kBN + col], q));
+              sum = 0.0f;
+              if (mx != neg_inf()) {
+                for (int q = 0; q < split; ++q) {
+                  const float mq = *cl.map_shared_rank(&ms[(rho >> 6) * kBN + col], q);
+                  if (mq != neg_inf()) sum += *cl.map_shared_rank(&cs[rho * kLdC + col], q) * __expf(mq - mx);
+                }
+              }
+            }
+            const int64_t j = g0 + (b <= kBM ? (rho >> a.lb) : 0);
+            const int lr = b <= kBM ? (rho & (b - 1)) : lr0 + rho;
+            const float out = trusted(sum) ? logf(sum) + mx : exact_output(a, j, lr, t0 + col);
+            a.values[(static_cast<int64_t>(a.out_rows[j]) + lr) * a.batch + t0 + col] = out;
+          }
+        }
+      }
+      // Every CTA is done reading the tiles before the next segment's staging overwrites them.
+      if (split > 1) cg::this_cluster().sync(); else __syncthreads();
       s0 = s1;
     }
   }
@@ -389,6 +562,83 @@ int ilog2(int x) {
   return l;
 }
 
+// Per device and precision, once: the tensor-core kernel's shared-memory opt-in (2 CTAs of ~113 KiB
+// per SM), how many CTAs fit on the device at once, and the largest K-split cluster it can schedule.
+struct TcDevice {
+  int resident = 1, max_split = 1;
+};
+
+template <Precision P>
+TcDevice tc_device() {
+  static std::mutex mu;
+  static std::map<int, TcDevice> cache;
+  int dev = 0;
+  PCC_CUDA_CHECK(cudaGetDevice(&dev));
+  std::lock_guard<std::mutex> lock(mu);
+  const auto it = cache.find(dev);
+  if (it != cache.end()) return it->second;
+  TcDevice d;
+  int sms = 1, per_sm = 1;
+  PCC_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  auto* kernel = sum_forward_tc<P>;
+  PCC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      static_cast<int>(sizeof(TcShared))));
+  PCC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                      static_cast<int>(cudaSharedmemCarveoutMaxShared)));
+  PCC_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, sizeof(TcShared)));
+  d.resident = sms * std::max(per_sm, 1);
+  for (int s = kMaxSplit; s > 1; s /= 2) {
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = s;
+    attr.val.clusterDim.y = 1;
+    attr.val.clusterDim.z = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(s);
+    cfg.blockDim = dim3(kThreads);
+    cfg.dynamicSmemBytes = sizeof(TcShared);
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    int clusters = 0;
+    if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) == cudaSuccess && clusters > 0) {
+      d.max_split = s;
+      break;
+    }
+    (void)cudaGetLastError();  // a refused query is an answer, not an error to report later
+  }
+  cache[dev] = d;
+  return d;
+}
+
+template <Precision P>
+void launch_tc(const Args& a, cudaStream_t stream) {
+  const int64_t items = a.items;
+  const TcDevice d = tc_device<P>();
+  // Split K over a cluster while the grid does not fill the device once and each CTA keeps >= 8
+  // chunks (HMM-2048: 64 items x 64 chunks -> 4 x 16).
+  const int64_t nch = (static_cast<int64_t>(a.fanin) * a.cb + kBK - 1) / kBK;
+  int split = 1;
+  while (split < d.max_split && items * split < d.resident && nch >= 16 * split) split *= 2;
+  const int64_t ctas = std::min<int64_t>(items * split, (INT_MAX / split) * split);
+  if (split == 1) {
+    sum_forward_tc<P><<<static_cast<unsigned>(ctas), kThreads, sizeof(TcShared), stream>>>(a, 1);
+    return;
+  }
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = static_cast<unsigned>(split);
+  attr.val.clusterDim.y = 1;
+  attr.val.clusterDim.z = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>(ctas));
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = sizeof(TcShared);
+  cfg.stream = stream;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  PCC_CUDA_CHECK(cudaLaunchKernelEx(&cfg, sum_forward_tc<P>, a, split));
+}
+
 }  // namespace
 
 void sum_forward(const DevSum& s, const float* params, float* values, int64_t batch, Precision precision,
@@ -397,6 +647,7 @@ void sum_forward(const DevSum& s, const float* params, float* values, int64_t ba
   const int b = s.block_size, cb = s.child_block_size;
   PCC_CHECK(b >= 1 && cb >= 1 && (b & (b - 1)) == 0 && (cb & (cb - 1)) == 0,
             "sum_forward: block sizes must be powers of two, got ", b, " x ", cb);
+  PCC_CHECK(static_cast<int64_t>(s.fanin) * cb < INT_MAX - kBK, "sum_forward: fan-in too large (", s.fanin, ")");
   Args a;
   a.out_rows = s.out_rows;
   a.child_rows = s.child_rows;
@@ -405,24 +656,26 @@ void sum_forward(const DevSum& s, const float* params, float* values, int64_t ba
   a.values = values;
   a.num_blocks = s.num_blocks;
   a.batch = batch;
-  a.num_tiles = (batch + kT - 1) / kT;
   a.b = b;
   a.cb = cb;
   a.lb = ilog2(b);
   a.lcb = ilog2(cb);
   a.fanin = s.fanin;
-  const unsigned grid_y = static_cast<unsigned>(std::min<int64_t>(a.num_tiles, 65535));
+  a.vec_e = batch % 4 == 0 && reinterpret_cast<uintptr_t>(values) % 16 == 0;
+  a.items = 0;
 
-  PCC_CHECK(static_cast<int64_t>(s.fanin) * cb < INT_MAX, "sum_forward: fan-in too large (", s.fanin, ")");
   const int kstep = precision == Precision::BF16 ? 16 : 8;
   if (b >= 16 && cb >= kstep) {
-    const int64_t groups = b <= kR ? (s.num_blocks + (kR / b) - 1) / (kR / b) : s.num_blocks * (b / kR);
-    const dim3 grid(static_cast<unsigned>(std::min<int64_t>(groups * a.num_tiles, INT_MAX)));
+    a.num_tiles = (batch + kBN - 1) / kBN;
+    const int64_t groups = b <= kBM ? (s.num_blocks + (kBM / b) - 1) / (kBM / b) : s.num_blocks * (b / kBM);
+    a.items = groups * a.num_tiles;
     if (precision == Precision::BF16)
-      sum_forward_tc<Precision::BF16><<<grid, kThreads, 0, stream>>>(a);
+      launch_tc<Precision::BF16>(a, stream);
     else
-      sum_forward_tc<Precision::TF32><<<grid, kThreads, 0, stream>>>(a);
+      launch_tc<Precision::TF32>(a, stream);
   } else {
+    a.num_tiles = (batch + kT - 1) / kT;
+    const unsigned grid_y = static_cast<unsigned>(std::min<int64_t>(a.num_tiles, 65535));
     const int rb = b < 8 ? b : 8;
     const int64_t items = s.num_blocks * (b / rb);
     const int64_t ctas = (items + kThreads / 32 - 1) / (kThreads / 32);

@@ -1,5 +1,5 @@
 // Sum layer forward on the GPU: per (sum block, batch tile), stable log-sum-exp of weight blocks times
-// exponentiated child blocks on tensor cores (WMMA, TF32 or BF16 inputs, float32 accumulation).
+// exponentiated child blocks on tensor cores (mma.sync, TF32 or BF16 inputs, float32 accumulation).
 #pragma once
 #include <cuda_runtime.h>
 
