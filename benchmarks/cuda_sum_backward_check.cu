@@ -2,19 +2,26 @@
 // float64 host reference, on random partitions: dense (b = cb = 32, fan-in 8), sparse (b = cb = 1,
 // varying fan-in with padding), tied weights (disjoint_weights = 0), the exact path (zero weights
 // inside blocks and child values far apart), odd shapes (cb = 64: chunks; b = 64: weight row steps;
-// b = 16 with cb = 32, b = 64 with cb = 128, b = 128 with cb = 16: the tensor-core tiles), and two
-// timing partitions shaped like whole layers: HCLT-256-like (400 vectors of 256 nodes, b = cb = 32,
-// each vector reading one 256-node child vector: fan-in 8, batch 512) and HMM-2048-like (one dense
-// 2048 x 2048 vector: 64 blocks of 32, fan-in 64, batch 512); these check a sample of their vectors.
+// b = 16 with cb = 32, b = 64 with cb = 128, b = 128 with cb = 16: the tensor-core tiles; a child block
+// read by more than 256 entries: the tensor-core kernel's entry rounds; batches that are not multiples
+// of 4: its unvectorized loads), and timing partitions shaped like whole layers of the benchmark
+// circuits, batch 512, checked on a sample of their vectors:
+//   hclt256   400 vectors of 256 nodes (b = cb = 32), each reading one 256-node child vector (fan-in 8);
+//   hmm2048   one dense 2048 x 2048 vector: 64 blocks of 32, fan-in 64, all reading one child list;
+//   pd256     896 blocks of 32 x 32 in runs of 8 sharing a child list of 32 child blocks;
+//   hclt512   320 blocks of 32 x 32 in vectors of 16 sharing a child list of 16 child blocks.
+// Each line gives the time of one sum_backward call (both products) in ms and its rate in TFLOP/s
+// (2 products x 2 flops x blocks x fan-in x b x cb x batch, padding included).
 // Not built by default. From the repository root:
 //   nvcc -std=c++17 -arch=sm_90 -O3 -I csrc/include -I csrc benchmarks/cuda_sum_backward_check.cu \
 //        csrc/cuda/sum_backward.cu -o /tmp/sb_check && /tmp/sb_check
-// (also under compute-sanitizer --tool memcheck / racecheck; pass --quick for fewer timing runs).
+// (also under compute-sanitizer --tool memcheck / racecheck; pass --quick for fewer timing runs and no
+// layer-sized partitions).
 // Every row and parameter that is not a target holds NaN before the run and must hold NaN after
 // it (stray writes); targets start from random values (the kernels accumulate) and must match
 // start + reference within 1e-4 relative (floor 1e-6 x the buffer's largest magnitude) on the float32
 // SIMT path, 1e-3 on the tensor-core path (TF32 operands: b and cb powers of two >= 16); targets
-// outside the checked sample must be finite.
+// outside the checked sample must be finite. The last line is ALL OK or SOME FAILED.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -282,14 +289,15 @@ bool run_case(const Case& cs, bool quick) {
   PCC_CUDA_CHECK(cudaEventSynchronize(e1));
   float ms = 0.0f;
   PCC_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-  const double us = 1000.0 * ms / iters;
-  const double terms = double(NB) * F * b * cb * T;  // padded multiply-adds per pass
+  const double ms_call = double(ms) / iters;
+  const double flop = 4.0 * double(NB) * F * b * cb * T;  // two products, padded multiply-adds x 2
   const bool ok = bad_f == 0 && bad_p == 0;
-  std::printf("%-9s %s b=%-3lld cb=%-3lld fanin=%-2lld blocks=%-7lld child_blocks=%-6lld batch=%-5lld | "
-              "flows max rel %.2e (%lld bad)  params max rel %.2e (%lld bad) | %9.1f us  %.1f Gterm/s  %s\n",
-              cs.name.c_str(), tensor_core_shape(b, cb) ? "tc  " : "simt", (long long)b, (long long)cb, (long long)F, (long long)NB, (long long)s.num_child_blocks,
-              (long long)T, ef, (long long)bad_f, ep, (long long)bad_p, us, 2.0 * terms / us * 1e-3,
-              ok ? "OK" : "FAIL");
+  std::printf("%-9s %s b=%-3lld cb=%-3lld fanin=%-2lld blocks=%-6lld child_blocks=%-6lld batch=%-4lld | "
+              "flows max rel %.2e (%lld bad)  params max rel %.2e (%lld bad) | %8.4f ms %7.2f TFLOP/s  %s\n",
+              cs.name.c_str(), tensor_core_shape(b, cb) ? "tc  " : "simt", (long long)b, (long long)cb,
+              (long long)F, (long long)NB, (long long)s.num_child_blocks, (long long)T, ef, (long long)bad_f, ep,
+              (long long)bad_p, ms_call, flop / (ms_call * 1e-3) * 1e-12, ok ? "OK" : "FAIL");
+  std::fflush(stdout);
 
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
@@ -327,6 +335,8 @@ int main(int argc, char** argv) {
       {"b64cb128", 64, 128, 3, 40, 6, 130},               // tensor cores: slices and output tiles
       {"b128cb16", 128, 16, 2, 24, 5, 90, true},          // tensor cores: tied, CS = 16
       {"tied32", 32, 32, 4, 200, 10, 256, true},
+      {"rounds", 16, 16, 2, 300, 2, 70, false, true},     // tensor cores: 300 entries per child block
+      {"b32cb16", 32, 16, 5, 40, 12, 129, false, true},   // tensor cores: CS = 16, unaligned batch
   };
   if (!quick) {
     Case hclt{"hclt256", 32, 32, 8, 3200, 3200, 512};
@@ -336,8 +346,18 @@ int main(int argc, char** argv) {
     Case hmm{"hmm2048", 32, 32, 64, 64, 64, 512};
     hmm.vec = 64;
     hmm.iters = 20;
+    Case pd{"pd256", 32, 32, 32, 896, 3584, 512};
+    pd.vec = 8;
+    pd.sample = 14;
+    pd.iters = 10;
+    Case hclt512{"hclt512", 32, 32, 16, 320, 320, 512};
+    hclt512.vec = 16;
+    hclt512.sample = 5;
+    hclt512.iters = 20;
     cases.push_back(hclt);
     cases.push_back(hmm);
+    cases.push_back(pd);
+    cases.push_back(hclt512);
   }
   bool ok = true;
   for (const Case& c : cases) ok = run_case(c, quick) && ok;

@@ -1,4 +1,4 @@
-// Sum layer backward on the GPU (float32 SIMT), the same quantities as csrc/cpu/sum_backward.cpp:
+// Sum layer backward on the GPU, the same quantities as csrc/cpu/sum_backward.cpp:
 //   child flow  F[c,t] += sum over (block i, slot k) reading c, sum_r f[r,t] W[r,c] exp(v[c,t] - v[r,t])
 //   param flow  P[r,c] += W[r,c] * sum_t f[r,t] exp(v[c,t] - v[r,t])
 // where parent rows r with f = 0 or v = -inf pass nothing and padding slots (child row or weight
@@ -11,6 +11,10 @@
 // f exp(log W + v_c - v_r) per weight (each term <= f for a valid forward, so nothing overflows, and
 // zero weights are skipped, so no 0 * inf). The threshold differs from the CPU's (80): the two paths
 // are the same number, 64 only leaves more headroom for sums of a * e over long batches.
+//
+// Blocks with b and cb powers of two >= 16 take the tensor-core kernel (TF32 operands, float32
+// accumulation; described at "tensor-core path" below), which computes both products in one pass over
+// the transposed connectivity. Other blocks take two float32 SIMT kernels:
 //
 // Kernel 1, child flows, no atomics: one CTA per (distinct child block k, chunk of <= 32 of its rows,
 // tile of 128 batch columns), one thread per column holding the chunk's accumulators in registers. It
@@ -34,7 +38,6 @@
 //  * a partition's child rows are not its own output rows (layers read earlier layers only).
 // Entries whose child row disagrees with their CSR block are skipped rather than written elsewhere.
 #include <cuda_runtime.h>
-#include <mma.h>
 
 #include <algorithm>
 #include <cmath>
@@ -368,337 +371,447 @@ ParamShape param_shape(int64_t b, int64_t cb, int64_t batch) {
 }
 
 // ---- tensor-core path (b, cb powers of two >= 16; TF32 operands, float32 accumulation) -------------
+//
+// One fused kernel computes both products, since they share their operands: for a child block k, a
+// slice of CS <= 32 of its rows (the shift's rows) and a tile of T = 128 batch columns, with
+// A[r, t] = f exp(M_t - v_r) (parent rows r of every entry reading k) and E[c, t] = exp(v_c - M_t),
+//   child flows      C [CS, T]  = sum over entries of W^T [CS, b] A [b, T]   (then times E),
+//   parameter flows  P [b, CS] += A [b, T] E^T [T, CS]                       (per entry, then times W).
+// A and E are computed once for both (the two former kernels each formed them, and read f and v once
+// per child block each). The CTA stages E once per tile and walks the entries' parent rows in chunks
+// of RT = 16 rows (the K of the first product, the M of the second; a chunk never spans two entries).
+// Per chunk each lane loads its share of f and v (float4) straight into registers in the layout of the
+// second product's A fragments (mma.sync m16n8k8: lane (g, q) holds rows g, g + 8 and columns
+// 4q .. 4q + 3 of its warp's 16-column group, the k index permuted so that one float4 of E feeds two
+// k-steps), forms A there, writes it once to shared memory for the first product (read there as B
+// fragments; columns swizzled so that both accesses are free of bank conflicts), and the next chunk's
+// loads are in flight during the rest of the chunk. The second product's 8 warps split the tile's
+// columns (8 partial P tiles, summed in shared memory); parameter flows are added with (vector)
+// atomics, as the column tiles of one weight block are different CTAs (and tied blocks share weights).
+// Child flows are owned by one CTA: the epilogue adds each element once, with an atomic add (no read;
+// one add per element, so the order cannot matter, except for exact-path terms added before it).
+// One barrier per chunk (two when a row takes the exact path): A, W and the P partials are
+// double-buffered. Exact path: a (row, column) with M - v_r > kMaxShift contributes 0 to A; its terms
+// are computed in double by the lane that owns it and added to the chunk's exact-term slot (parameter
+// flows, shared atomics) and to the child flows (global atomics).
 
-using namespace nvcuda;
-using FragWt = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major>;  // W^T
-using FragArow = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;  // A
-using FragBrow = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;  // A
-using FragEt = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major>;    // E^T
-using FragAcc = wmma::fragment<wmma::accumulator, 16, 16, 8, float>;
+__device__ __forceinline__ uint32_t to_tf32(float x) {  // round to nearest (ties away), as .b32
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+  return r;
+}
 
-constexpr int kTcThreads = 256;  // 8 warps
+// D += A B on one m16n8k8 TF32 tile. With g = lane / 4, q = lane % 4 (PTX ISA, mma.m16n8k8 fragments):
+// a0..a3 = A[g][q], A[g + 8][q], A[g][q + 4], A[g + 8][q + 4]; b0, b1 = B[q][g], B[q + 4][g];
+// d0..d3 = D[g][2q], D[g][2q + 1], D[g + 8][2q], D[g + 8][2q + 1].
+__device__ __forceinline__ void mma_tf32(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                         uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
 
-__device__ __forceinline__ float tf32(float x) { return wmma::__float_to_tf32(x); }
+// dst[0..3] += v with atomics; one vector atomic where dst is 16-byte aligned (sm_90).
+__device__ __forceinline__ void atomic_add4(float* dst, float4 v, bool aligned) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (aligned) {
+    atomicAdd(reinterpret_cast<float4*>(dst), v);
+    return;
+  }
+#endif
+  (void)aligned;
+  atomicAdd(dst, v.x);
+  atomicAdd(dst + 1, v.y);
+  atomicAdd(dst + 2, v.z);
+  atomicAdd(dst + 3, v.w);
+}
 
-// Kernel 1 (tensor cores). A CTA owns (child block k, slice of CS child rows, tile of T = 2048 / CS
-// batch columns): the output C [CS, T] is 8 fragments of 16 x 16, one per warp. The K dimension is the
-// concatenation of the parent rows of every entry reading k (entry q, row r -> q * b + r), consumed in
-// chunks of KC = CS rows: each thread stages 8 consecutive K rows of one column of A (one entry, as
-// b >= 16) and NW weights of one W row; the next chunk's global loads are in flight during the
-// current chunk's products. Shared memory (rows padded by 16 bytes; fragment pointers 32-byte aligned).
-template <int CS>
-struct ChildSmem {
-  static constexpr int T = 2048 / CS, KC = CS, kLdA = T + 4, kLdW = CS + 4, kLdC = T + 4;
-  union __align__(128) U {
-    struct {
-      float a[KC][kLdA];  // A chunk [K rows, batch columns], tf32
-      float w[KC][kLdW];  // W chunk [K rows, child rows of the slice] = W^T column-major, tf32
-    } st;
-    float acc[CS][kLdC];  // accumulators for the epilogue
-  };
-  U u;
-  float sacc[CS][T];               // exact-path terms (shared atomics: several K rows per column)
-  float red[kTcThreads / T][T];    // partial column maxima
+__device__ __forceinline__ float* tc_smem() {
+  extern __shared__ __align__(16) float tc_smem_buf[];
+  return tc_smem_buf;
+}
+
+// ==== tensor-core kernel: begin ====
+constexpr int kTcThreads = 256;     // 8 warps
+constexpr int kTcT = 128;           // batch columns per tile
+constexpr int kTcMeta = kTcThreads;  // entries staged per round
+
+// How the CTAs split the work: item = (child block, slice of CS rows, group of tiles_per_cta column
+// tiles); a chunk index j of a child block is (entry j >> lrc, row chunk j & (2^lrc - 1)).
+struct TcGrid {
+  int col_tiles = 1, tiles_per_cta = 1, groups = 1, slices = 1, lrc = 0, items = 0;
 };
 
-template <int CS>
-__global__ void __launch_bounds__(kTcThreads, 2) child_flow_tc(DevSum s, const float* __restrict__ params,
-                                                               const float* __restrict__ values,
-                                                               float* __restrict__ flows, int64_t batch,
-                                                               int64_t col_tiles, int lb) {
-  using S = ChildSmem<CS>;
-  constexpr int T = S::T, KC = S::KC, G = kTcThreads / T;
-  constexpr int NW = KC * CS / kTcThreads;  // weights staged per thread: 4 (CS 32) or 1 (CS 16)
-  constexpr int FR = CS / 16;
-  static_assert(G * 8 == CS && G * 8 == KC, "8 rows per thread");
-  __shared__ S sm;
+template <int RT, int CS>
+struct TcShape {
+  static constexpr int T = kTcT;
+  static constexpr int NWM = RT / 16;             // P product: warps along parent rows
+  static constexpr int NWK = 8 / NWM;             // ... and along the batch (partial P tiles)
+  static constexpr int TW = T / NWK;              // batch columns per warp there
+  static constexpr int NG = TW / 16;              // 16-column groups per lane
+  static constexpr int NCM = CS / 16;             // child product: warps along child rows
+  static constexpr int NCN = 8 / NCM;             // ... and along the batch
+  static constexpr int TN = T / NCN;              // batch columns per warp there
+  static constexpr int NT = TN / 8;               // its n-tiles
+  static constexpr int NPN = CS / 8;              // P product: n-tiles
+  static constexpr int NWV = RT * CS / kTcThreads;  // weights staged per thread
+  // Row strides (floats): A and E rows 16 mod 32 banks (A's columns swizzled, see below), W and P
+  // rows 8 mod 32.
+  static constexpr int LDA = T + 16, LDE = T + 16, LDW = CS + 8, LDP = CS + 8;
+  // Shared memory layout (offsets in floats, all multiples of 4).
+  static constexpr int kA = 0;                         // [2][RT][LDA] A chunk, TF32
+  static constexpr int kW = kA + 2 * RT * LDA;         // [2][RT][LDW] W chunk, float32
+  static constexpr int kP = kW + 2 * RT * LDW;         // [2][NWK + 1][RT][LDP] partial P tiles, exact terms
+  static constexpr int kE = kP + 2 * (NWK + 1) * RT * LDP;  // [CS][LDE] E tile, TF32
+  static constexpr int kM = kE + CS * LDE;             // [T] shift
+  static constexpr int kRed = kM + T;                  // [2][T] partial column maxima
+  static constexpr int kMetaW = kRed + 2 * T;          // int64 [kTcMeta] weight offsets
+  static constexpr int kMetaP = kMetaW + 2 * kTcMeta;  // int32 [kTcMeta] parent rows
+  static constexpr int kCnt = kMetaP + kTcMeta;        // int32 [8] per-warp counts
+  static constexpr int kFloats = kCnt + 8;
+  static constexpr size_t kBytes = static_cast<size_t>(kFloats) * sizeof(float);
+  static_assert(RT == 16 || RT == 32, "RT");
+  static_assert(CS == 16 || CS == 32, "CS");
+  static_assert(2 * T == kTcThreads, "the tile prologue has two threads per column");
+  static_assert(NG >= 1 && NT >= 1 && NWV >= 1 && NWV <= 4, "tile shape");
+  static_assert(kMetaW % 2 == 0, "int64 alignment");
+};
 
-  const int tid = threadIdx.x, warp = tid >> 5;
-  const int col = tid % T, row0 = (tid / T) * 8;
-  const int wrow = tid / (CS / NW), wcol = (tid % (CS / NW)) * NW;
-  const int fr = warp % FR, fc = warp / FR;
-  const int64_t b = s.block_size, cb = s.child_block_size;
-  const uint32_t ufanin = static_cast<uint32_t>(s.fanin);
-  const int64_t slices = cb / CS;
-  const int64_t items = s.num_child_blocks * slices * col_tiles;
+// A's column swizzle: A rows are 16 mod 32 banks apart and element (r, t) sits at column
+// t ^ (8 * ((r >> 1) & 1)); then the child product's B-fragment reads (rows k0 + q, columns n0 + g)
+// and the float4 writes of A (rows m0 + g, columns 4q..4q+3 of a 16-column group) are both free of
+// bank conflicts, and 4-column groups stay contiguous. The kernel applies it in closed form.
 
-  for (int64_t item = blockIdx.x; item < items; item += gridDim.x) {
-    const int64_t tile = item % col_tiles, rest = item / col_tiles;
-    const int64_t k = rest / slices, c0 = (rest % slices) * CS;
-    const int64_t cblock = s.child_block_rows[k];
-    const int64_t crow = cblock + c0;  // first child row of the slice
-    const int64_t t = tile * T + col;
-    const bool in_batch = t < batch;
-
-    // Shift: per column, the max over the slice's child rows (-inf: every term is 0, column untouched).
-    float pm = -INFINITY;
-    if (in_batch) {
+// Stages the entries q in [qb, qe) (at most kTcMeta) of child block `cblock`: parent row and weight
+// offset of each one that is not padding, compacted in order. Returns how many.
+__device__ __forceinline__ int tc_load_meta(const DevSum& s, int qb, int qe, int cblock, int* meta_p,
+                                            int64_t* meta_w, int* cnt) {
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  __syncthreads();  // readers of the previous round are done
+  bool ok = false;
+  int prow = 0;
+  int64_t wo = -1;
+  if (qb + tid < qe) {
+    const int e = s.child_block_entries[qb + tid];
+    wo = s.weight_offsets[e];
+    ok = wo >= 0 && s.child_rows[e] == cblock;
+    if (ok) prow = s.out_rows[static_cast<uint32_t>(e) / static_cast<uint32_t>(s.fanin)];
+  }
+  const unsigned m = __ballot_sync(0xffffffffu, ok);
+  if (lane == 0) cnt[warp] = __popc(m);
+  __syncthreads();
+  int base = 0, total = 0;
 #pragma unroll
-      for (int j = 0; j < 8; ++j) pm = fmaxf(pm, values[(crow + row0 + j) * batch + t]);
-    }
-    __syncthreads();  // the previous item is done with the shared buffers
-    sm.red[row0 / 8][col] = pm;
-    for (int idx = tid; idx < CS * T; idx += kTcThreads) sm.sacc[idx / T][idx % T] = 0.0f;
-    __syncthreads();
-    float m = sm.red[0][col];
+  for (int w = 0; w < kTcThreads / 32; ++w) {
+    const int c = cnt[w];
+    base += w < warp ? c : 0;
+    total += c;
+  }
+  if (ok) {
+    const int pos = base + __popc(m & ((1u << lane) - 1u));
+    meta_p[pos] = prow;
+    meta_w[pos] = wo;
+  }
+  __syncthreads();
+  return total;
+}
+
+template <int RT, int CS, bool VEC>
+__global__ void __launch_bounds__(kTcThreads, 2)
+    sum_backward_tc(DevSum s, const float* __restrict__ params, const float* __restrict__ values,
+                    float* __restrict__ flows, float* __restrict__ param_flows, int64_t batch, TcGrid grid) {
+  using S = TcShape<RT, CS>;
+  constexpr int T = S::T, NG = S::NG, NT = S::NT, NPN = S::NPN, NWK = S::NWK, NWV = S::NWV;
+  constexpr int LDA = S::LDA, LDE = S::LDE, LDW = S::LDW, LDP = S::LDP;
+  float* const sm = tc_smem();
+  float* const As = sm + S::kA;
+  float* const Ws = sm + S::kW;
+  float* const Pp = sm + S::kP;
+  float* const Es = sm + S::kE;
+  float* const Ms = sm + S::kM;
+  float* const red = sm + S::kRed;
+  int64_t* const meta_w = reinterpret_cast<int64_t*>(sm + S::kMetaW);
+  int* const meta_p = reinterpret_cast<int*>(sm + S::kMetaP);
+  int* const cnt = reinterpret_cast<int*>(sm + S::kCnt);
+
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, q = lane & 3;
+  // P product and A: this warp's 16 parent rows (mt) and TW batch columns (kw); the lane's rows are
+  // arow, arow + 8 and its columns acol + 16 jg + (0..3).
+  const int mt = warp % S::NWM, kw = warp / S::NWM;
+  const int arow = mt * 16 + g, acol = kw * S::TW + 4 * q;
+  // Child product: this warp's 16 child rows (wm) and TN batch columns (wn).
+  const int wm = warp % S::NCM, wn = warp / S::NCM;
+  // W staging: NWV consecutive weights of one row.
+  const int wr = tid / (CS / NWV), wc = (tid % (CS / NWV)) * NWV;
+  const int64_t cb = s.child_block_size;
+  const int rcmask = (1 << grid.lrc) - 1;
+  uint32_t step = 0;  // chunks done by this CTA: selects the buffers
+  // The exact-term slots of the P buffers start at zero, and the reduction that reads one clears it.
+  for (int x = tid; x < 2 * RT * LDP; x += kTcThreads)
+    Pp[(x / (RT * LDP)) * ((NWK + 1) * RT * LDP) + NWK * RT * LDP + x % (RT * LDP)] = 0.0f;
+
+  for (int item = blockIdx.x; item < grid.items; item += gridDim.x) {
+    const int grp = item % grid.groups, rest = item / grid.groups;
+    const int slice = rest % grid.slices, k = rest / grid.slices;
+    const int tile0 = grp * grid.tiles_per_cta;
+    const int tile1 = min(grid.col_tiles, tile0 + grid.tiles_per_cta);
+    const int cblock = s.child_block_rows[k];
+    const int c0 = slice * CS;
+    const int64_t crow = static_cast<int64_t>(cblock) + c0;  // first child row of the slice
+    const int q0 = s.child_block_start[k], q1 = s.child_block_start[k + 1];
+    if (q1 <= q0) continue;  // uniform over the CTA
+    const int rounds = (q1 - q0 + kTcMeta - 1) / kTcMeta;
+    int nvalid = rounds == 1 ? tc_load_meta(s, q0, q1, cblock, meta_p, meta_w, cnt) : 0;
+
+    // The prefetched chunk: parent flows and values (A-fragment layout), its weights, where it lives.
+    float4 fx[2][NG], vx[2][NG];
+    float wx[NWV];
+    bool have = false;
+    // Chunk j of the staged entries: its first parent row and its weights' offset.
+    auto chunk_prow = [&](int j) { return static_cast<int64_t>(meta_p[j >> grid.lrc]) + (j & rcmask) * RT; };
+    auto chunk_wbase = [&](int j) {
+      return meta_w[j >> grid.lrc] + static_cast<int64_t>(j & rcmask) * RT * cb + c0;
+    };
+    auto load_chunk = [&](int tile, int j) {
+      const int64_t prow = chunk_prow(j);
+      const int64_t t0 = static_cast<int64_t>(tile) * T + acol;
 #pragma unroll
-    for (int gg = 1; gg < G; ++gg) m = fmaxf(m, sm.red[gg][col]);
-    const bool active = m > -INFINITY;
-
-    const int64_t q0 = s.child_block_start[k];
-    const int64_t K = (s.child_block_start[k + 1] - q0) * b;
-    const int64_t nch = (K + KC - 1) / KC;
-
-    FragAcc acc;
-    wmma::fill_fragment(acc, 0.0f);
-    float fv[8], vv[8], wv[NW];
-    int64_t prow = -1, aw = -1;  // this thread's staged A rows: first parent row, its weight row (slice)
-    auto load_chunk = [&](int64_t ch) {
-      const int64_t kr = ch * KC + row0;
-      prow = -1;
-      if (active && kr < K) {
-        const int32_t e = s.child_block_entries[q0 + (kr >> lb)];
-        const int64_t wo = s.weight_offsets[e];
-        if (wo >= 0 && s.child_rows[e] == cblock) {
-          const int64_t r = kr & (b - 1);
-          prow = s.out_rows[static_cast<uint32_t>(e) / ufanin] + r;
-          aw = wo + r * cb + c0;
+      for (int h = 0; h < 2; ++h) {
+        const int64_t row = (prow + arow + 8 * h) * batch;
+        const float* fr = flows + row;
+        const float* vr = values + row;
+#pragma unroll
+        for (int jg = 0; jg < NG; ++jg) {
+          const int64_t t = t0 + 16 * jg;
+          if (VEC) {  // batch % 4 == 0: a float4 is all in or all out
+            if (t < batch) {
+              fx[h][jg] = *reinterpret_cast<const float4*>(fr + t);
+              vx[h][jg] = *reinterpret_cast<const float4*>(vr + t);
+            } else {
+              fx[h][jg] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+              vx[h][jg] = fx[h][jg];
+            }
+          } else {
+            fx[h][jg].x = t < batch ? fr[t] : 0.0f;
+            fx[h][jg].y = t + 1 < batch ? fr[t + 1] : 0.0f;
+            fx[h][jg].z = t + 2 < batch ? fr[t + 2] : 0.0f;
+            fx[h][jg].w = t + 3 < batch ? fr[t + 3] : 0.0f;
+            vx[h][jg].x = t < batch ? vr[t] : 0.0f;
+            vx[h][jg].y = t + 1 < batch ? vr[t + 1] : 0.0f;
+            vx[h][jg].z = t + 2 < batch ? vr[t + 2] : 0.0f;
+            vx[h][jg].w = t + 3 < batch ? vr[t + 3] : 0.0f;
+          }
         }
       }
-      if (prow >= 0) {
+      const float* wp = params + chunk_wbase(j) + static_cast<int64_t>(wr) * cb + wc;
 #pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          fv[j] = flows[(prow + j) * batch + t];
-          vv[j] = values[(prow + j) * batch + t];
-        }
-      } else {
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          fv[j] = 0.0f;
-          vv[j] = -INFINITY;
-        }
-      }
-      const int64_t kw = ch * KC + wrow;
-      int64_t wp = -1;
-      if (kw < K) {
-        const int32_t e = s.child_block_entries[q0 + (kw >> lb)];
-        const int64_t wo = s.weight_offsets[e];
-        if (wo >= 0 && s.child_rows[e] == cblock) wp = wo + (kw & (b - 1)) * cb + c0 + wcol;
-      }
-#pragma unroll
-      for (int u = 0; u < NW; ++u) wv[u] = wp >= 0 ? params[wp + u] : 0.0f;
+      for (int u = 0; u < NWV; ++u) wx[u] = wp[u];
     };
 
-    if (nch > 0) load_chunk(0);
-    for (int64_t ch = 0; ch < nch; ++ch) {
+    for (int tile = tile0; tile < tile1; ++tile) {
+      const int64_t tbase = static_cast<int64_t>(tile) * T;
+      // Tile prologue: M[t] = max over the slice's child rows (-inf: every term is 0, the column is
+      // left alone), E[c][t] = exp(v_c - M[t]).
+      __syncthreads();  // the previous tile's readers of Es, Ms and red are done
+      {
+        constexpr int CH = CS / 2;
+        const int t = tid % T, half = tid / T;
+        const int64_t gt = tbase + t;
+        const float* const vcol = values + (crow + half * CH) * batch + gt;  // read twice (L1)
+        float pm = -INFINITY;
+        if (gt < batch) {
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        float a = 0.0f;
-        if (live_row(fv[j], vv[j])) {  // only loaded where the column is active
-          const float d = m - vv[j];
-          if (d <= kMaxShift) {
-            a = fv[j] * __expf(d);
-          } else {
-            // Exact path for this (row, column): its terms go to sacc, which the epilogue adds
-            // without the e factor. Several K rows of one column may take it: shared atomics.
-            for (int c = 0; c < CS; ++c) {
-              const float w = params[aw + j * cb + c];
-              if (!(w > 0.0f)) continue;
-              const float vc = values[(crow + c) * batch + t];
-              if (vc > -INFINITY) atomicAdd(&sm.sacc[c][col], exact_term(fv[j], w, vc, vv[j]));
+          for (int c = 0; c < CH; ++c) pm = fmaxf(pm, vcol[c * batch]);
+        }
+        red[half * T + t] = pm;
+        __syncthreads();
+        const float m = fmaxf(red[t], red[T + t]);
+#pragma unroll
+        for (int c = 0; c < CH; ++c)
+          Es[(half * CH + c) * LDE + t] = __uint_as_float(m > -INFINITY ? to_tf32(__expf(vcol[c * batch] - m)) : 0u);
+        if (half == 0) Ms[t] = m;
+      }
+      __syncthreads();
+
+      float cacc[NT][4];
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) cacc[nt][i] = 0.0f;
+      int tile_slow = 0;
+
+      for (int round = 0; round < rounds; ++round) {
+        if (rounds > 1) {
+          nvalid = tc_load_meta(s, q0 + round * kTcMeta, min(q1, q0 + (round + 1) * kTcMeta), cblock, meta_p,
+                                meta_w, cnt);
+          have = false;
+        }
+        const int nch = nvalid << grid.lrc;
+        if (nch == 0) continue;
+        if (VEC && !have) load_chunk(tile, 0);
+        for (int j = 0; j < nch; ++j, ++step) {
+          if (!VEC) load_chunk(tile, j);  // unaligned batches: no prefetch (registers)
+          float* const A = As + (step & 1) * (RT * LDA);
+          float* const W = Ws + (step & 1) * (RT * LDW);
+          float* const P = Pp + (step & 1) * ((NWK + 1) * RT * LDP);
+          // A = f exp(M - v) in TF32 (0 where the row passes nothing; rows over kMaxShift flagged),
+          // kept in registers and written for the child product.
+          uint32_t slow = 0;
+          uint32_t a[2][NG][4];
+#pragma unroll
+          for (int jg = 0; jg < NG; ++jg) {
+            const float4 m4 = *reinterpret_cast<const float4*>(Ms + acol + 16 * jg);
+            const float mm[4] = {m4.x, m4.y, m4.z, m4.w};
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              const float ff[4] = {fx[h][jg].x, fx[h][jg].y, fx[h][jg].z, fx[h][jg].w};
+              const float vv[4] = {vx[h][jg].x, vx[h][jg].y, vx[h][jg].z, vx[h][jg].w};
+#pragma unroll
+              for (int i = 0; i < 4; ++i) {
+                float x = 0.0f;
+                if (live_row(ff[i], vv[i])) {
+                  const float d = mm[i] - vv[i];
+                  if (d <= kMaxShift)
+                    x = ff[i] * __expf(d);
+                  else
+                    slow |= 1u << ((h * NG + jg) * 4 + i);
+                }
+                a[h][jg][i] = to_tf32(x);
+              }
+              // A's swizzle at row arow + 8 h (whose bit 1 is g's): column bit 3 flips where g & 2.
+              *reinterpret_cast<uint4*>(A + (arow + 8 * h) * LDA + (acol ^ ((g & 2) << 2)) + 16 * jg) =
+                  make_uint4(a[h][jg][0], a[h][jg][1], a[h][jg][2], a[h][jg][3]);
             }
           }
-        }
-        sm.u.st.a[row0 + j][col] = tf32(a);
-      }
 #pragma unroll
-      for (int u = 0; u < NW; ++u) sm.u.st.w[wrow][wcol + u] = tf32(wv[u]);
-      __syncthreads();
-      if (ch + 1 < nch) load_chunk(ch + 1);  // in flight during the products below
-#pragma unroll
-      for (int kk = 0; kk < KC; kk += 8) {
-        FragWt fa;
-        FragBrow fb;
-        wmma::load_matrix_sync(fa, &sm.u.st.w[kk][fr * 16], S::kLdW);
-        wmma::load_matrix_sync(fb, &sm.u.st.a[kk][fc * 16], S::kLdA);
-        wmma::mma_sync(acc, fa, fb, acc);
-      }
-      __syncthreads();  // readers are done with the chunk
-    }
+          for (int u = 0; u < NWV; ++u) W[wr * LDW + wc + u] = wx[u];
 
-    // Epilogue: flows[c, t] += exp(v_c - m) * acc[c, t] + sacc[c, t].
-    wmma::store_matrix_sync(&sm.u.acc[fr * 16][fc * 16], acc, S::kLdC, wmma::mem_row_major);
-    __syncthreads();
-    if (active) {
+          // P product over this warp's columns, one n-tile (8 child rows) at a time, stored as this
+          // warp's partial: k-step s of column group jg takes columns 4q + 2s (as k = q) and 4q + 2s + 1
+          // (as k = q + 4) in both operands, so one float4 of E feeds two k-steps.
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const int c = row0 + j;
-        const int64_t at = (crow + c) * batch + t;
-        flows[at] += __expf(values[at] - m) * sm.u.acc[c][col] + sm.sacc[c][col];
-      }
-    }
-  }
-}
-
-// Kernel 2 (tensor cores). A CTA owns (entry (i, f), output tile RT x CT of the b x cb weight block)
-// and reduces over the batch in stages of kTK = 64 columns: P [RT, CT] += A [RT, kTK] x E^T [kTK, CT],
-// with the shift per column the max over the tile's CT child rows. Each thread stages RT / 4 rows of A
-// and CT / 4 rows of E in one column (the next stage's global loads in flight during the current
-// stage's products); the NFR = (RT / 16) (CT / 16) <= 8 fragments are spread over the 8 warps, each
-// fragment's k-steps split over 8 / NFR warps and summed in the epilogue.
-constexpr int kTK = 64;
-
-template <int RT, int CT>
-struct ParamSmemTc {
-  static constexpr int kLd = kTK + 4;
-  static constexpr int NFR = (RT / 16) * (CT / 16);
-  union __align__(128) U {
-    struct {
-      float a[RT][kLd];  // A [rows, batch], tf32
-      float e[CT][kLd];  // E [child rows, batch] = E^T column-major, tf32
-    } st;
-    float acc[8][256];  // one 16 x 16 fragment per warp
-  };
-  U u;
-  float sacc[RT][CT];              // exact-path sums, one owner thread per output
-  float red[4][kTK];               // partial column maxima
-  unsigned char slow[RT][kTK];     // (row, column) takes the exact path
-};
-
-template <int RT, int CT>
-__global__ void __launch_bounds__(kTcThreads, 2) param_flow_tc(DevSum s, const float* __restrict__ params,
-                                                               const float* __restrict__ values,
-                                                               const float* __restrict__ flows,
-                                                               float* __restrict__ param_flows, int64_t batch) {
-  using S = ParamSmemTc<RT, CT>;
-  constexpr int NFR = S::NFR, KS = 8 / NFR, RA = RT / 4, RE = CT / 4, NOUT = RT * CT / kTcThreads;
-  static_assert(NFR >= 1 && NFR <= 8 && NOUT >= 1, "tile shape");
-  __shared__ S sm;
-
-  const int tid = threadIdx.x, warp = tid >> 5;
-  const int col = tid & (kTK - 1), g = tid >> 6;
-  const int frag = warp % NFR, phase = warp / NFR;
-  const int fr = frag / (CT / 16), fc = frag % (CT / 16);
-  const int64_t b = s.block_size, cb = s.child_block_size;
-  const uint32_t ufanin = static_cast<uint32_t>(s.fanin);
-  const int64_t tr = b / RT, tc = cb / CT;
-  const int64_t items = s.num_blocks * s.fanin * tr * tc;
-
-  for (int64_t item = blockIdx.x; item < items; item += gridDim.x) {
-    const int64_t e = item / (tr * tc), rest = item % (tr * tc);
-    const int64_t r0 = (rest / tc) * RT, c0 = (rest % tc) * CT;
-    const int64_t crow0 = s.child_rows[e], woff = s.weight_offsets[e];
-    if (crow0 < 0 || woff < 0) continue;  // uniform over the CTA
-    const int64_t prow = s.out_rows[static_cast<uint32_t>(e) / ufanin] + r0;  // first parent row of the tile
-    const int64_t crow = crow0 + c0;                                          // first child row of the tile
-
-    __syncthreads();  // the previous item is done with the shared buffers
-    for (int idx = tid; idx < RT * CT; idx += kTcThreads) sm.sacc[idx / CT][idx % CT] = 0.0f;
-
-    FragAcc acc;
-    wmma::fill_fragment(acc, 0.0f);
-    float fv[RA], vv[RA], cv[RE];
-    auto load_stage = [&](int64_t t0) {
-      const int64_t t = t0 + col;
-      if (t < batch) {
+          for (int n = 0; n < NPN; ++n) {
+            float pacc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-        for (int j = 0; j < RE; ++j) cv[j] = values[(crow + g * RE + j) * batch + t];
-#pragma unroll
-        for (int j = 0; j < RA; ++j) {
-          fv[j] = flows[(prow + g * RA + j) * batch + t];
-          vv[j] = values[(prow + g * RA + j) * batch + t];
-        }
-      } else {
-#pragma unroll
-        for (int j = 0; j < RE; ++j) cv[j] = -INFINITY;
-#pragma unroll
-        for (int j = 0; j < RA; ++j) {
-          fv[j] = 0.0f;
-          vv[j] = -INFINITY;
-        }
-      }
-    };
-
-    load_stage(0);
-    for (int64_t t0 = 0; t0 < batch; t0 += kTK) {
-      float pm = -INFINITY;
-#pragma unroll
-      for (int j = 0; j < RE; ++j) pm = fmaxf(pm, cv[j]);
-      sm.red[g][col] = pm;
-      __syncthreads();
-      const float m = fmaxf(fmaxf(sm.red[0][col], sm.red[1][col]), fmaxf(sm.red[2][col], sm.red[3][col]));
-      const bool active = m > -INFINITY;
-#pragma unroll
-      for (int j = 0; j < RE; ++j) sm.u.st.e[g * RE + j][col] = tf32(active ? __expf(cv[j] - m) : 0.0f);
-      int any_slow = 0;
-#pragma unroll
-      for (int j = 0; j < RA; ++j) {
-        float a = 0.0f;
-        unsigned char sl = 0;
-        if (active && live_row(fv[j], vv[j])) {
-          const float d = m - vv[j];
-          if (d <= kMaxShift)
-            a = fv[j] * __expf(d);
-          else
-            sl = 1;
-        }
-        sm.u.st.a[g * RA + j][col] = tf32(a);
-        sm.slow[g * RA + j][col] = sl;
-        any_slow |= sl;
-      }
-      any_slow = __syncthreads_or(any_slow);
-      if (t0 + kTK < batch) load_stage(t0 + kTK);  // in flight during the products below
-#pragma unroll
-      for (int ks = 0; ks < 8 / KS; ++ks) {
-        const int kk = (phase + ks * KS) * 8;
-        FragArow fa;
-        FragEt fb;
-        wmma::load_matrix_sync(fa, &sm.u.st.a[fr * 16][kk], S::kLd);
-        wmma::load_matrix_sync(fb, &sm.u.st.e[fc * 16][kk], S::kLd);
-        wmma::mma_sync(acc, fa, fb, acc);
-      }
-      if (any_slow) {
-#pragma unroll
-        for (int j = 0; j < NOUT; ++j) {
-          const int o = tid + j * kTcThreads, r = o / CT, c = o % CT;
-          const float w = params[woff + (r0 + r) * cb + c0 + c];
-          if (!(w > 0.0f)) continue;
-          float sum = 0.0f;
-          for (int x = 0; x < kTK; ++x) {
-            if (!sm.slow[r][x]) continue;
-            const int64_t tt = t0 + x;
-            const float vc = values[(crow + c) * batch + tt];
-            if (!(vc > -INFINITY)) continue;
-            const int64_t at = (prow + r) * batch + tt;
-            sum += exact_term(flows[at], w, vc, values[at]);
+            for (int jg = 0; jg < NG; ++jg) {
+              const uint4 e4 = *reinterpret_cast<const uint4*>(Es + (n * 8 + g) * LDE + acol + 16 * jg);
+              mma_tf32(pacc, a[0][jg][0], a[1][jg][0], a[0][jg][1], a[1][jg][1], e4.x, e4.y);
+              mma_tf32(pacc, a[0][jg][2], a[1][jg][2], a[0][jg][3], a[1][jg][3], e4.z, e4.w);
+            }
+            *reinterpret_cast<float2*>(P + (kw * RT + arow) * LDP + n * 8 + 2 * q) = make_float2(pacc[0], pacc[1]);
+            *reinterpret_cast<float2*>(P + (kw * RT + arow + 8) * LDP + n * 8 + 2 * q) = make_float2(pacc[2], pacc[3]);
           }
-          sm.sacc[r][c] += sum;  // this thread alone owns output (r, c)
+          const int any_slow = __syncthreads_or(slow != 0);  // A, W and the P partials are complete
+
+          if (any_slow) {
+            // Exact path, by the lane that flagged the (row, column): f exp(log w + v_c - v_r) per
+            // positive weight, into the chunk's exact-term slot and the child flow.
+            tile_slow = 1;
+#pragma unroll 1
+            for (int bit = 0; bit < 8 * NG; ++bit) {
+              if (!((slow >> bit) & 1u)) continue;
+              const int h = bit / (4 * NG), jg = (bit / 4) % NG, i = bit % 4;
+              const int r = arow + 8 * h;
+              const int64_t t = tbase + acol + 16 * jg + i;
+              const int64_t at = (chunk_prow(j) + r) * batch + t;
+              const float f = flows[at], vr = values[at];
+#pragma unroll 1
+              for (int c = 0; c < CS; ++c) {
+                const float w = W[r * LDW + c];
+                if (!(w > 0.0f)) continue;
+                const int64_t ct = (crow + c) * batch + t;
+                const float vc = values[ct];
+                if (!(vc > -INFINITY)) continue;
+                const float term = exact_term(f, w, vc, vr);
+                atomicAdd(P + (NWK * RT + r) * LDP + c, term);
+                atomicAdd(flows + ct, term);
+              }
+            }
+            __syncthreads();
+          }
+
+          // The next chunk's loads, in flight during the rest of this chunk.
+          have = false;
+          if (!VEC) {
+          } else if (j + 1 < nch) {
+            load_chunk(tile, j + 1);
+            have = true;
+          } else if (rounds == 1 && tile + 1 < tile1) {
+            load_chunk(tile + 1, 0);
+            have = true;
+          }
+
+          // Child product: C [CS, T] += W^T [CS, RT] A [RT, T]. B fragments: rows k0 + q (+ 4), columns
+          // wn TN + 8 nt + g, swizzled: bit 3 flips where q & 2 (bit 1 of the row), i.e. n-tile nt ^ (q >> 1).
+          {
+            const int sw = (q & 2) << 2;
+            const float* const be = A + q * LDA + wn * S::TN + g + sw;  // even n-tiles
+            const float* const bo = A + q * LDA + wn * S::TN + g - sw;  // odd n-tiles
+#pragma unroll 1
+            for (int k0 = 0; k0 < RT; k0 += 8) {
+              const float* w0 = W + (k0 + q) * LDW + wm * 16 + g;
+              const uint32_t a0 = to_tf32(w0[0]), a1 = to_tf32(w0[8]);
+              const uint32_t a2 = to_tf32(w0[4 * LDW]), a3 = to_tf32(w0[4 * LDW + 8]);
+#pragma unroll
+              for (int nt = 0; nt < NT; ++nt) {
+                const float* b = ((nt & 1) ? bo : be) + k0 * LDA + nt * 8;
+                mma_tf32(cacc[nt], a0, a1, a2, a3, __float_as_uint(b[0]), __float_as_uint(b[4 * LDA]));
+              }
+            }
+          }
+
+          // Parameter flows of the chunk: W * (sum of the partial P tiles) + exact terms.
+          if (tid < RT * CS / 4) {
+            const int r = tid / (CS / 4), c = (tid % (CS / 4)) * 4;
+            float4 p = *reinterpret_cast<const float4*>(P + r * LDP + c);
+#pragma unroll
+            for (int x = 1; x < NWK; ++x) {
+              const float4 o = *reinterpret_cast<const float4*>(P + (x * RT + r) * LDP + c);
+              p.x += o.x;
+              p.y += o.y;
+              p.z += o.z;
+              p.w += o.w;
+            }
+            const float4 w = *reinterpret_cast<const float4*>(W + r * LDW + c);
+            float4 val = make_float4(w.x * p.x, w.y * p.y, w.z * p.z, w.w * p.w);
+            if (any_slow) {
+              float4* const xs = reinterpret_cast<float4*>(P + (NWK * RT + r) * LDP + c);
+              const float4 e = *xs;
+              val.x += e.x;
+              val.y += e.y;
+              val.z += e.z;
+              val.w += e.w;
+              *xs = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            }
+            float* const dst0 = param_flows + chunk_wbase(j);
+            const bool aligned = (reinterpret_cast<uintptr_t>(dst0) & 15u) == 0;
+            atomic_add4(dst0 + static_cast<int64_t>(r) * cb + c, val, aligned);
+          }
         }
       }
-      __syncthreads();  // readers are done with the stage
-    }
 
-    // Epilogue: per-warp fragments through shared memory, summed over the k-step phases.
-    wmma::store_matrix_sync(sm.u.acc[warp], acc, 16, wmma::mem_row_major);
-    __syncthreads();
+      // Epilogue: flows[c, t] += exp(v_c - M) * C[c, t] (atomics where exact terms went there too).
+      {
+        const int64_t off = (crow + wm * 16 + g) * batch + tbase;  // rows c, c + 8; tile columns
+        const float* const vrow = values + off;
+        float* const frow = flows + off;
+        const int64_t down = 8 * batch;
 #pragma unroll
-    for (int j = 0; j < NOUT; ++j) {
-      const int o = tid + j * kTcThreads, r = o / CT, c = o % CT;
-      const int f = (r / 16) * (CT / 16) + c / 16, x = (r % 16) * 16 + c % 16;
-      float p = 0.0f;
+        for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-      for (int ph = 0; ph < KS; ++ph) p += sm.u.acc[f + ph * NFR][x];
-      const int64_t at = woff + (r0 + r) * cb + c0 + c;
-      const float val = params[at] * p + sm.sacc[r][c];
-      if (s.disjoint_weights)
-        param_flows[at] += val;
-      else
-        atomicAdd(param_flows + at, val);
+          for (int i = 0; i < 4; ++i) {
+            const int tl = wn * S::TN + nt * 8 + 2 * q + (i & 1);
+            const float m = Ms[tl];
+            if (tbase + tl < batch && m > -INFINITY) {
+              const int64_t at = (i >> 1) * down + tl;
+              atomicAdd(frow + at, __expf(vrow[at] - m) * cacc[nt][i]);
+            }
+          }
+      }
     }
   }
 }
-
-bool pow2(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
 
 int ilog2(int64_t x) {
   int l = 0;
@@ -706,34 +819,51 @@ int ilog2(int64_t x) {
   return l;
 }
 
-template <int CS>
-void launch_child_tc(const DevSum& s, const float* params, const float* values, float* flows, int64_t batch,
-                     cudaStream_t stream) {
-  constexpr int T = ChildSmem<CS>::T;
-  const int64_t col_tiles = (batch + T - 1) / T;
-  const int64_t items = s.num_child_blocks * (s.child_block_size / CS) * col_tiles;
-  const unsigned grid = static_cast<unsigned>(std::min(items, kMaxGrid));
-  child_flow_tc<CS><<<grid, kTcThreads, 0, stream>>>(s, params, values, flows, batch, col_tiles,
-                                                     ilog2(s.block_size));
-  PCC_CUDA_CHECK_LAUNCH("sum_backward (child flows, tensor cores)");
+// Work split: about four waves of two CTAs per SM; where there is more work than that, a CTA walks
+// several column tiles of its (child block, slice), staging the entries once and loading the next
+// tile's first chunk during the current tile's last.
+template <int RT, int CS>
+TcGrid tc_grid(const DevSum& s, int64_t batch, int sms) {
+  const int64_t col_tiles = (batch + kTcT - 1) / kTcT;
+  const int64_t slices = s.child_block_size / CS;
+  const int64_t units = s.num_child_blocks * slices;
+  int64_t tpc = std::min<int64_t>(std::max<int64_t>(units * col_tiles / (8 * int64_t(std::max(sms, 1))), 1),
+                                  col_tiles);
+  const int64_t groups = (col_tiles + tpc - 1) / tpc;
+  tpc = (col_tiles + groups - 1) / groups;
+  if (units * groups > INT32_MAX || col_tiles > INT32_MAX)
+    ::pcc::raise("sum_backward: partition too large (", s.num_child_blocks, " child blocks, batch ", batch, ")");
+  TcGrid gr;
+  gr.col_tiles = static_cast<int>(col_tiles);
+  gr.tiles_per_cta = static_cast<int>(tpc);
+  gr.groups = static_cast<int>(groups);
+  gr.slices = static_cast<int>(slices);
+  gr.lrc = ilog2(s.block_size / RT);
+  gr.items = static_cast<int>(units * groups);
+  return gr;
 }
+// ==== tensor-core kernel: end ====
 
-template <int RT, int CT>
-void launch_param_tc(const DevSum& s, const float* params, const float* values, const float* flows,
-                     float* param_flows, int64_t batch, cudaStream_t stream) {
-  const int64_t items = s.num_blocks * s.fanin * (s.block_size / RT) * (s.child_block_size / CT);
-  const unsigned grid = static_cast<unsigned>(std::min(items, kMaxGrid));
-  param_flow_tc<RT, CT><<<grid, kTcThreads, 0, stream>>>(s, params, values, flows, param_flows, batch);
-  PCC_CUDA_CHECK_LAUNCH("sum_backward (parameter flows, tensor cores)");
-}
+bool pow2(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
 
-template <int RT>
-void launch_param_tc_rt(const DevSum& s, const float* params, const float* values, const float* flows,
-                        float* param_flows, int64_t batch, cudaStream_t stream) {
-  if (s.child_block_size >= 32)
-    launch_param_tc<RT, 32>(s, params, values, flows, param_flows, batch, stream);
-  else
-    launch_param_tc<RT, 16>(s, params, values, flows, param_flows, batch, stream);
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+template <int RT, int CS>
+void launch_tc(const DevSum& s, const float* params, const float* values, float* flows, float* param_flows,
+               int64_t batch, cudaStream_t stream) {
+  using S = TcShape<RT, CS>;
+  int dev = 0, sms = 0;
+  PCC_CUDA_CHECK(cudaGetDevice(&dev));
+  PCC_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const TcGrid gr = tc_grid<RT, CS>(s, batch, sms);
+  if (gr.items == 0) return;
+  const bool vec = batch % 4 == 0 && aligned16(values) && aligned16(flows);
+  auto kernel = vec ? sum_backward_tc<RT, CS, true> : sum_backward_tc<RT, CS, false>;
+  PCC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      static_cast<int>(S::kBytes)));
+  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(gr.items, kMaxGrid));
+  kernel<<<grid, kTcThreads, S::kBytes, stream>>>(s, params, values, flows, param_flows, batch, gr);
+  PCC_CUDA_CHECK_LAUNCH("sum_backward (tensor cores)");
 }
 
 }  // namespace
@@ -749,16 +879,13 @@ void sum_backward(const DevSum& s, const float* params, const float* values, flo
   if (entries > INT32_MAX || b * cb > INT32_MAX)
     ::pcc::raise("sum_backward: partition too large (", s.num_blocks, " blocks x fanin ", s.fanin, ")");
   if (pow2(b) && pow2(cb) && b >= 16 && cb >= 16) {
-    if (s.num_child_blocks > 0) {
-      if (cb >= 32)
-        launch_child_tc<32>(s, params, values, flows, batch, stream);
-      else
-        launch_child_tc<16>(s, params, values, flows, batch, stream);
-    }
-    if (b >= 32)
-      launch_param_tc_rt<32>(s, params, values, flows, param_flows, batch, stream);
+    // Both products in one kernel walking the transposed connectivity, which lists every entry that
+    // is not padding (no child blocks: nothing to do).
+    if (s.num_child_blocks == 0) return;
+    if (cb >= 32)
+      launch_tc<16, 32>(s, params, values, flows, param_flows, batch, stream);
     else
-      launch_param_tc_rt<16>(s, params, values, flows, param_flows, batch, stream);
+      launch_tc<16, 16>(s, params, values, flows, param_flows, batch, stream);
     return;
   }
 
