@@ -31,6 +31,7 @@ Plan compile(const Circuit& c, const CompileOptions& o, std::ostream* dump) {
   if (after == "plan_memory") *dump << dump_plan(plan);
   if (o.reuse_rows) plan = reuse_rows(plan);
   if (after == "reuse_rows") *dump << dump_plan(plan);
+  validate_plan(plan);  // the structural promises every backend relies on, checked once here
   return plan;
 }
 
