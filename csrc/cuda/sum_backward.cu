@@ -385,7 +385,7 @@ ParamShape param_shape(int64_t b, int64_t cb, int64_t batch) {
 // 4q .. 4q + 3 of its warp's 16-column group, the k index permuted so that one float4 of E feeds two
 // k-steps), forms A there, writes it once to shared memory for the first product (read there as B
 // fragments; columns swizzled so that both accesses are free of bank conflicts), and the next chunk's
-// loads are in flight during the rest of the chunk. The second product's 8 warps split the tile's
+// loads are in flight during the chunk's products. The second product's 8 warps split the tile's
 // columns (8 partial P tiles, summed in shared memory); parameter flows are added with (vector)
 // atomics, as the column tiles of one weight block are different CTAs (and tied blocks share weights).
 // Child flows are owned by one CTA: the epilogue adds each element once, with an atomic add (no read;
@@ -687,6 +687,16 @@ __global__ void __launch_bounds__(kTcThreads, 2)
 #pragma unroll
           for (int u = 0; u < NWV; ++u) W[wr * LDW + wc + u] = wx[u];
 
+          // The next chunk's loads (this chunk's f, v and w are consumed), in flight during the products.
+          have = false;
+          if (VEC && j + 1 < nch) {
+            load_chunk(tile, j + 1);
+            have = true;
+          } else if (VEC && rounds == 1 && tile + 1 < tile1) {
+            load_chunk(tile + 1, 0);
+            have = true;
+          }
+
           // P product over this warp's columns, one n-tile (8 child rows) at a time, stored as this
           // warp's partial: k-step s of column group jg takes columns 4q + 2s (as k = q) and 4q + 2s + 1
           // (as k = q + 4) in both operands, so one float4 of E feeds two k-steps.
@@ -729,17 +739,6 @@ __global__ void __launch_bounds__(kTcThreads, 2)
               }
             }
             __syncthreads();
-          }
-
-          // The next chunk's loads, in flight during the rest of this chunk.
-          have = false;
-          if (!VEC) {
-          } else if (j + 1 < nch) {
-            load_chunk(tile, j + 1);
-            have = true;
-          } else if (rounds == 1 && tile + 1 < tile1) {
-            load_chunk(tile + 1, 0);
-            have = true;
           }
 
           // Child product: C [CS, T] += W^T [CS, RT] A [RT, T]. B fragments: rows k0 + q (+ 4), columns
@@ -831,7 +830,7 @@ TcGrid tc_grid(const DevSum& s, int64_t batch, int sms) {
                                   col_tiles);
   const int64_t groups = (col_tiles + tpc - 1) / tpc;
   tpc = (col_tiles + groups - 1) / groups;
-  if (units * groups > INT32_MAX || col_tiles > INT32_MAX)
+  if (units * groups > INT32_MAX - kMaxGrid || col_tiles > INT32_MAX)  // item += gridDim.x stays in range
     ::pcc::raise("sum_backward: partition too large (", s.num_child_blocks, " child blocks, batch ", batch, ")");
   TcGrid gr;
   gr.col_tiles = static_cast<int>(col_tiles);
@@ -861,6 +860,9 @@ void launch_tc(const DevSum& s, const float* params, const float* values, float*
   auto kernel = vec ? sum_backward_tc<RT, CS, true> : sum_backward_tc<RT, CS, false>;
   PCC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       static_cast<int>(S::kBytes)));
+  // Two CTAs per SM (the launch bounds' register budget) need the largest shared-memory carveout.
+  PCC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                      static_cast<int>(cudaSharedmemCarveoutMaxShared)));
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(gr.items, kMaxGrid));
   kernel<<<grid, kTcThreads, S::kBytes, stream>>>(s, params, values, flows, param_flows, batch, gr);
   PCC_CUDA_CHECK_LAUNCH("sum_backward (tensor cores)");
