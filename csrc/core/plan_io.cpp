@@ -439,8 +439,8 @@ void validate_plan(const Plan& p) {
     // Recompute lists name input groups / product partitions of earlier layers (backends re-run them).
     for (size_t k = 0; k < l.recompute.size(); ++k) {
       const auto [rl, rp] = l.recompute[k];
-      PCC_CHECK(rl >= 0 && rl < static_cast<int64_t>(li), "invalid plan: layer ", li, " recomputes layer ", rl,
-                ", which is not an earlier layer");
+      PCC_CHECK(rl >= 0 && (rl < static_cast<int64_t>(li) || (rl == static_cast<int64_t>(li) && l.kind == LayerKind::Product)),
+                "invalid plan: layer ", li, " recomputes layer ", rl, ", which is neither an earlier layer nor this product layer");
       const Layer& src = p.layers[rl];
       const int64_t parts = src.kind == LayerKind::Input     ? static_cast<int64_t>(src.inputs.size())
                             : src.kind == LayerKind::Product ? static_cast<int64_t>(src.products.size())

@@ -318,9 +318,9 @@ class Reuse {
     }
     PCC_CHECK(static_cast<int64_t>(q.layers.size()) == num_layers_, "internal error: reuse_rows miscounted layers");
     // Recompute lists, children before parents (input layers and lower layers first).
-    // (A bundle no later layer reads needs no recompute: its rows are dead after its own layer.)
-    for (const Bundle& b : bundles_)
-      if (b.last > b.new_layer) q.layers[b.last].recompute.push_back({b.new_layer, b.new_part});
+    // A product no later layer reads is listed under its own layer: its flows must still start at
+    // zero (its rows are shared), or its backward would pass another vector's flows on.
+    for (const Bundle& b : bundles_) q.layers[b.last].recompute.push_back({b.new_layer, b.new_part});
     for (Layer& l : q.layers) std::sort(l.recompute.begin(), l.recompute.end());
     return q;
   }

@@ -70,7 +70,8 @@ struct Layer {
   std::vector<SumPartition> sums;      // kind Sum
   // (layer, index) of earlier input groups / product partitions whose rows are reused by other
   // vectors (see Transient rows above): before this layer's backward, run them forward again and
-  // zero their flows. Sorted, so children come before the products that read them.
+  // zero their flows. Sorted, so children come before the products that read them. A product layer
+  // may name its own partitions (products nothing reads: their flows must start at zero).
   std::vector<std::pair<int64_t, int64_t>> recompute;
 };
 
