@@ -1,14 +1,20 @@
 """`pcc.compile` and `pcc.TensorCircuit`: a compiled circuit as a `torch.nn.Module`.
 
-The module owns the plan (the C++ compiler's output) and one `nn.Parameter`, `log_params`, holding
-every parameter in the plan's layout as a log-parameter (log mixture weights, log category
-probabilities, Gaussian mean and log-std); the forward normalizes them. Learning:
+The module owns the plan (the C++ compiler's output) and every parameter in the plan's layout, in
+one of two forms, so that training never holds more parameter-sized tensors than it needs:
 
-* EM (the default): `zero_flows()`, `model(x).sum().backward()` (flows accumulate over calls, always
-  those of the batch's summed log-likelihood, whatever the loss's scale), `em_step(step_size,
-  pseudocount)`. `log_params` does not require grad, so no `.grad` is allocated.
-* Gradients: after `requires_grad_(True)`, backward also fills `log_params.grad` exactly, so any torch
-  optimizer trains the model.
+* EM form (the default): `params`, a buffer of normalized parameters (mixture weights, category
+  probabilities, Gaussian mean and std), which the kernels read and `em_step` updates in place, and
+  `param_flows`, the accumulated EM statistics: two parameter-sized tensors, as PyJuice keeps.
+  `zero_flows()`, `model(x).sum().backward()` (flows accumulate over calls, always those of the
+  batch's summed log-likelihood, whatever the loss's scale), `em_step(step_size, pseudocount)`.
+  `model.parameters()` is empty; `model.log_params` returns a computed copy.
+* Gradient form, after `requires_grad_(True)`: `log_params`, an `nn.Parameter` of log-parameters
+  (log weights, log probabilities, mean and log-std) that the forward normalizes; backward also
+  fills `log_params.grad` exactly, so any torch optimizer trains the model. `requires_grad_(False)`
+  goes back to the EM form (optimizers built before hold the old parameter).
+
+`state_dict()` holds `log_params` in both forms, so either form loads the other's.
 
 A forward pass allocates the node-value workspace with torch and hands raw pointers to the backend;
 under `torch.no_grad()` it is freed on return, otherwise it is kept for the backward pass.
@@ -75,15 +81,68 @@ class TensorCircuit(nn.Module):
             raise Error(f"precision: expected one of {PRECISIONS}, got {precision!r}")
         self.precision = precision  # of the CUDA sum layers' tensor-core products
         self._backends = {}
-        params = torch.from_numpy(plan.params())
-        log_params = torch.empty_like(params)
-        _C.cpu_log_params(plan, params.data_ptr(), log_params.data_ptr())
-        self.log_params = nn.Parameter(log_params, requires_grad=False)
-        self.register_buffer("param_flows", torch.zeros_like(params), persistent=False)
+        self.register_buffer("params", torch.from_numpy(plan.params()), persistent=False)
+        self.register_buffer("param_flows", torch.zeros_like(self.params), persistent=False)
         # Gives outputs a graph in EM mode (no parameter requires grad); never receives a gradient.
         self._anchor = torch.zeros((), requires_grad=True)
-        self._cache = (None, None)  # (log_params version key, normalized params)
+        self._cache = (None, None)  # gradient form: (log_params version key, normalized params)
         self.to(device)
+
+    # ---- the two forms of the parameters ----
+    @property
+    def _grad_form(self):
+        return "log_params" in self._parameters
+
+    def __getattr__(self, name):
+        if name == "log_params" and "log_params" not in self._parameters:
+            return self._log_of(self.params)  # EM form: a computed copy
+        if name == "params" and "log_params" in self._parameters:
+            return self._normalized()  # gradient form: the cache the forward reads
+        return super().__getattr__(name)
+
+    def _log_of(self, params):
+        lp = torch.empty_like(params)
+        self._backend().log_params(params, lp)
+        return lp
+
+    def requires_grad_(self, requires_grad=True):
+        """`True`: gradient form (`log_params` becomes an `nn.Parameter` that requires grad);
+        `False`: back to the EM form (normalized `params`, one parameter-sized tensor fewer)."""
+        if requires_grad and not self._grad_form:
+            lp = self._log_of(self.params)
+            del self._buffers["params"]
+            self.log_params = nn.Parameter(lp, requires_grad=True)
+            self._cache = (None, None)
+        elif not requires_grad and self._grad_form:
+            params = self._normalized()
+            del self._parameters["log_params"]
+            self.register_buffer("params", params, persistent=False)
+            self._cache = (None, None)
+        return self
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if not self._grad_form:
+            destination[prefix + "log_params"] = self._log_of(self.params)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        key = prefix + "log_params"
+        if self._grad_form or key not in state_dict:
+            return super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                                 unexpected_keys, error_msgs)
+        lp = state_dict[key]
+        if not isinstance(lp, torch.Tensor) or lp.shape != self.params.shape:
+            error_msgs.append(f"size mismatch for {key}: copying a param with shape "
+                              f"{tuple(getattr(lp, 'shape', ()))}, the model has {tuple(self.params.shape)}")
+            return
+        with torch.no_grad():
+            params = torch.empty_like(self.params)
+            self._backend().normalize(lp.detach().to(self.params), params)
+            self.params.copy_(params)
+        rest = {k: v for k, v in state_dict.items() if k != key}
+        super()._load_from_state_dict(rest, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     # ---- what the circuit is ----
     @property
@@ -124,7 +183,7 @@ class TensorCircuit(nn.Module):
 
     @property
     def device(self):
-        return self.log_params.device
+        return self.param_flows.device
 
     # ---- running it ----
     def forward(self, x, missing=None):
@@ -138,22 +197,26 @@ class TensorCircuit(nn.Module):
         if x.shape[0] == 0:
             out = torch.empty(0, self.num_root_nodes, device=self.device)
         elif torch.is_grad_enabled():
-            out = _CircuitFunction.apply(self, x, missing, self.log_params, self._anchor)
+            lp = self._parameters["log_params"] if self._grad_form else None
+            out = _CircuitFunction.apply(self, x, missing, lp, self._anchor)
         else:
             with torch.no_grad():
-                out = _CircuitFunction.forward(_NoCtx(), self, x, missing, self.log_params, None)
+                out = _CircuitFunction.forward(_NoCtx(), self, x, missing, None, None)
         return out[:, 0] if self.num_root_nodes == 1 else out
 
     def _backend(self):
         """The runtime for the device the parameters are on (created once per device)."""
-        dev = self.log_params.device
+        dev = self.param_flows.device
         b = self._backends.get(dev)
         if b is None:
             b = self._backends[dev] = backend_for(self._plan, dev)
         return b
 
     def _normalized(self):
-        """Parameters in linear space from log_params, recomputed only after log_params changed."""
+        """The normalized parameters the kernels read: `params` in the EM form; in the gradient form
+        computed from log_params, again only after log_params changed."""
+        if not self._grad_form:
+            return self.params
         key = (self.log_params.data_ptr(), self.log_params._version)
         if self._cache[0] != key:
             lp = self.log_params.detach()
@@ -183,23 +246,25 @@ class TensorCircuit(nn.Module):
             raise Error(f"em_step: step_size must be in [0, 1], got {step_size}")
         if not pseudocount >= 0.0 or not np.isfinite(pseudocount):
             raise Error(f"em_step: pseudocount must be a finite number >= 0, got {pseudocount}")
-        # In place on the normalized cache, then log-parameters written straight into the parameter:
-        # two passes over the parameters and no copies (they reach hundreds of millions).
+        # In place on the normalized parameters; in the gradient form the log-parameters are then
+        # written straight into the parameter (two passes, no copies: they reach hundreds of millions).
         params = self._normalized()
         backend = self._backend()
         backend.em_update(params, self.param_flows, step_size, pseudocount)
-        backend.log_params(params, self.log_params.detach())
         increment_version(params)  # a pending backward that saved them would now refuse to run
-        increment_version(self.log_params)
-        self._cache = ((self.log_params.data_ptr(), self.log_params._version), params)
+        if self._grad_form:
+            backend.log_params(params, self.log_params.detach())
+            increment_version(self.log_params)
+            self._cache = ((self.log_params.data_ptr(), self.log_params._version), params)
         self.zero_flows()
 
     def _set_params(self, params):
-        """log_params <- log(params) in place (optimizers keep their state), cache refreshed."""
+        """The parameters <- `params` (normalized) in place (optimizers keep their state)."""
         params = params.to(self.device)
-        lp = torch.empty_like(params)
-        self._backend().log_params(params, lp)
-        self.log_params.copy_(lp)
+        if not self._grad_form:
+            self.params.copy_(params)  # bumps its version: a pending backward that saved it refuses
+            return
+        self.log_params.copy_(self._log_of(params))
         self._cache = (None, None)
 
     # ---- parameters in the circuit's own layouts ----

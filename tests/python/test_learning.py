@@ -233,3 +233,39 @@ def test_params_round_trip_and_to_circuit(tmp_path):
 
 def test_gaussian_min_std_matches_reference():
     assert pcc.GAUSSIAN_MIN_STD == pcc.reference.GAUSSIAN_MIN_STD
+
+
+@SETTINGS
+@given(data=st.data())
+def test_em_and_gradient_forms_hold_the_same_model(data):
+    # EM form: two parameter-sized tensors (params, param_flows) and no nn.Parameter; the gradient
+    # form adds log_params; switching either way, and state_dict across forms, keep the distribution.
+    root = data.draw(random_circuits())
+    x, missing = data.draw(random_inputs(root, max_batch=6))
+    model = pcc.compile(root)
+    n = model.params.numel()
+    assert list(model.parameters()) == []
+    assert [k for k, t in model.named_buffers() if t.numel() == n] == ["params", "param_flows"]
+    with torch.no_grad():
+        ll = model(x, missing)
+    lp = model.log_params  # a computed copy in the EM form
+    assert not isinstance(lp, torch.nn.Parameter)
+    again = torch.empty_like(lp)
+    model._backend().normalize(lp, again)
+    np.testing.assert_allclose(again.numpy(), model.params.numpy(), rtol=1e-5, atol=1e-30)
+
+    grad_model = pcc.compile(root).requires_grad_(True)
+    assert [p.shape for p in grad_model.parameters()] == [model.params.shape]
+    assert "params" not in dict(grad_model.named_buffers())
+    grad_model.load_state_dict(model.state_dict())  # EM form -> gradient form
+    with torch.no_grad():
+        torch.testing.assert_close(grad_model(x, missing), ll, rtol=1e-5, atol=1e-5)
+    back = pcc.compile(root)
+    back.load_state_dict(grad_model.state_dict())  # gradient form -> EM form
+    grad_model.requires_grad_(False)
+    assert list(grad_model.parameters()) == []
+    with torch.no_grad():
+        torch.testing.assert_close(back(x, missing), ll, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(grad_model(x, missing), ll, rtol=1e-5, atol=1e-5)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        back.load_state_dict({"log_params": torch.zeros(n + 1)})
