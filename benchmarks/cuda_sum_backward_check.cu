@@ -16,7 +16,7 @@
 //   nvcc -std=c++17 -arch=sm_90 -O3 -I csrc/include -I csrc benchmarks/cuda_sum_backward_check.cu \
 //        csrc/cuda/sum_backward.cu -o /tmp/sb_check && /tmp/sb_check
 // (also under compute-sanitizer --tool memcheck / racecheck; pass --quick for fewer timing runs and no
-// layer-sized partitions).
+// layer-sized partitions; --only NAME runs only the cases named NAME, for ncu).
 // Every row and parameter that is not a target holds NaN before the run and must hold NaN after
 // it (stray writes); targets start from random values (the kernels accumulate) and must match
 // start + reference within 1e-4 relative (floor 1e-6 x the buffer's largest magnitude) on the float32
@@ -314,6 +314,8 @@ bool run_case(const Case& cs, bool quick) {
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  // --only NAME: only the cases named NAME (layer-sized ones included; for ncu).
+  const char* only = argc > 2 && std::strcmp(argv[1], "--only") == 0 ? argv[2] : nullptr;
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
     std::printf("[SKIP] no CUDA device\n");
@@ -360,7 +362,8 @@ int main(int argc, char** argv) {
     cases.push_back(hclt512);
   }
   bool ok = true;
-  for (const Case& c : cases) ok = run_case(c, quick) && ok;
+  for (const Case& c : cases)
+    if (!only || c.name == only) ok = run_case(c, quick) && ok;
   std::printf("%s\n", ok ? "ALL OK" : "SOME FAILED");
   return ok ? 0 : 1;
 }

@@ -3,6 +3,7 @@
 //   nvcc -std=c++17 -arch=sm_90 -O3 -I csrc/include -I csrc benchmarks/cuda_sum_forward_bench.cu \
 //       csrc/cuda/sum_forward.cu -o /tmp/sf_bench && /tmp/sf_bench
 //   /tmp/sf_bench --quick     (correctness cases only, small: for compute-sanitizer memcheck/racecheck)
+//   /tmp/sf_bench --only PD   (only the timing layers whose name contains PD: for ncu)
 // Checks: a suite of partitions covering every kernel path (tensor-core TF32/BF16 with shared child
 // lists, distinct child lists, b > 128 slices, K split over a cluster (small grids with long K),
 // child lists cached in shared memory or read from global (row tile x fanin > 256 entries), 16-, 8-
@@ -300,6 +301,8 @@ double median_ms(const Case& c, Dev& d, Precision p, int reps) {
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  // --only NAME: no correctness cases, only the timing layers whose name contains NAME (for ncu).
+  const char* only = argc > 2 && std::strcmp(argv[1], "--only") == 0 ? argv[2] : nullptr;
   int dev = 0;
   cudaDeviceProp prop;
   CK(cudaGetDevice(&dev));
@@ -347,6 +350,7 @@ int main(int argc, char** argv) {
   bool all_ok = true;
   std::printf("correctness (float64 reference, tolerance tf32 1e-3, bf16 1e-2 x max(1,|ref|)):\n");
   for (const Case& c : cases) {
+    if (only) break;
     Host h = build(c, rng);
     Dev d = upload(c, h);
     all_ok &= check(c, h, d, Precision::TF32, c.sample, rng);
@@ -389,6 +393,7 @@ int main(int argc, char** argv) {
   std::printf("%-30s %-5s %9s %9s %9s %10s %10s %8s\n", "layer", "prec", "ms", "TFLOP/s", "GB/s", "floor ms",
               "%roofline", "check");
   for (auto& tm : timings) {
+    if (only && !std::strstr(tm.name, only)) continue;
     const Case& c = tm.c;
     Host h = build(c, rng);
     Dev d = upload(c, h);

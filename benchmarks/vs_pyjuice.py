@@ -22,14 +22,27 @@ systems run one circuit with one set of parameters. Per configuration, in one pr
 A configuration that fails prints its error in its row and the run goes on. The markdown table comes
 last (also written atomically to `--out`), with geometric means of the ratios.
 
+`--jobs N` runs the configurations in N worker processes of this script at once: their CPU work
+(building and compiling the circuits, PyJuice's compile takes minutes, and the float64 oracles)
+overlaps, while everything that runs on the GPU (moving a circuit there, agreement, timing, memory)
+happens under one file lock, one configuration at a time, so no timing shares the GPU. Each worker
+writes its result as JSON (`--json-out`); `--merge A.json B.json ...` makes the table from results of
+several runs on the same machine.
+
     PYTHONPATH=.site python benchmarks/vs_pyjuice.py [--only hclt-256,hmm-512] [--quick] \
         [--out benchmarks/results/vs_pyjuice.md] [--precision tf32] [--ref-rows 8] [--em-rows 64]
+    PYTHONPATH=.site python benchmarks/vs_pyjuice.py --jobs 5 --only hclt-128,hclt-256 --json-dir DIR
+    python benchmarks/vs_pyjuice.py --merge DIR/*.json --out benchmarks/results/vs_pyjuice.md
     python benchmarks/vs_pyjuice.py --device cpu --quick   # pcc half only (PyJuice needs CUDA)
 """
 import argparse
+import contextlib
+import fcntl
+import json
 import math
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -255,115 +268,142 @@ def em_report(vectors, pre, ref, pcc_p, pj_p, flow, top=3):
     return errs, lines
 
 
+@contextlib.contextmanager
+def gpu_turn(args):
+    """Hold the GPU alone (the --lock file, shared by the workers of --jobs) for the body."""
+    if not args.lock:
+        yield
+        return
+    with open(args.lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def run_config(name, args, device):
     r = {"config": name}
     t0 = time.perf_counter()
     torch.manual_seed(0)
-    ns, data = build(name, device, args.quick)
-    x = data(args.batch)
-    xr = x[:args.ref_rows].cpu()
-    xe = x[:args.em_rows]  # the agreement EM step's rows (timing uses the whole batch)
+    ns, data = build(name, "cpu", args.quick)  # on the CPU: the GPU is touched under gpu_turn only
+    x_cpu = data(args.batch)
+    xr = x_cpu[:args.ref_rows]
     r["build_s"] = time.perf_counter() - t0
     have_pj = device.type == "cuda" and not args.pcc_only
 
-    # ---- PyJuice: compile, agreement data, timing; then it leaves the GPU ----
+    # ---- CPU work first: PyJuice's compile, the conversion, pcc's compile ----
     import pyjuice as juice
     if have_pj:
-        base = mem_now(device)
+        t = time.perf_counter()
         pc = juice.compile(ns, verbose=False)
-        pc.to(device)
+        r["pj_compile_s"] = time.perf_counter() - t
         t = time.perf_counter()
         root, mapping = pcc.from_pyjuice(pc, return_map=True)  # the compiled circuit, its parameters
         r["convert_s"] = time.perf_counter() - t
-        # --pj-fp32: PyJuice's float32 kernels for the agreement data (by default its sm_90 parameter
-        # flows use fp16 / TF32 products, which alone can move small parameters by more than 1e-3).
-        fp32 = {"force_use_fp32": True} if args.pj_fp32 else {}
-        with torch.no_grad():
-            ll_pj = pc(x, **fp32)[:, 0].double().cpu().numpy()
-            pc(xe, **fp32)  # the backward reads the forward it follows
-            pc.backward(inputs=xe, flows_memory=0.0, **fp32)
-            pc.mini_batch_em(step_size=args.step_size, pseudocount=args.pseudocount)
-        pc.update_parameters()
-        after_pj = pj_params_after(mapping)
-
-        def pj_fwd():
-            with torch.no_grad():
-                pc(x)
-
-        def pj_fwd_bwd():
-            with torch.no_grad():
-                pc(x)
-                pc.backward(inputs=x, flows_memory=0.0)
-
-        def pj_step():
-            pj_fwd_bwd()
-            pc.mini_batch_em(step_size=args.step_size, pseudocount=args.pseudocount)
-
-        r["pj_fwd"] = timed(pj_fwd, device, args.reps)
-        r["pj_fb"] = timed(pj_fwd_bwd, device, args.reps)
-        reset_peak(device)
-        r["pj_step"] = timed(pj_step, device, args.reps)
-        r["pj_gib"] = peak_gib(device, base)
-        del pc, pj_fwd, pj_fwd_bwd, pj_step
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
     else:  # no PyJuice run: convert the un-compiled graph
         ns.init_parameters()
         t = time.perf_counter()
         root, mapping = pcc.from_pyjuice(ns, return_map=True)
         r["convert_s"] = time.perf_counter() - t
-        ll_pj, after_pj = None, None
-    mapping = None  # PyJuice nodes are not needed past this point
-    # One vector per parameter group, keyed by id(group) (pcc's em_step never changes `root`: its
-    # parameter arrays are frozen, so `pre` and the oracle below read the circuit before the step).
-    if after_pj is not None:
-        after_pj = {id(v.param_group): p for v, p in after_pj.values()}
-    vectors = {g: v for g, v in param_owners(root).items() if after_pj is None or g in after_pj}
-    pre = {g: v.params for g, v in vectors.items()}
-
-    # ---- pcc: same circuit, same parameters ----
-    base = mem_now(device)
     t = time.perf_counter()
-    model = pcc.compile(root, device=device, precision=args.precision)
+    model = pcc.compile(root, precision=args.precision)  # on the CPU; moved to the GPU in its turn
     r["pcc_compile_s"] = time.perf_counter() - t
-    s = model.stats()
-    r["edges"] = s["sum_edges"]
-    with torch.no_grad():
-        ll_pcc = model(x).double().cpu().numpy()
-    model.zero_flows()
-    model(xe).sum().backward()
-    model.em_step(args.step_size, args.pseudocount)
-    after_pcc = {g: pcc_params(model, v) for g, v in vectors.items()}
-    if ll_pj is not None:
-        r["ll_agree"] = rel_err(ll_pcc, ll_pj)
+    r["edges"] = model.stats()["sum_edges"]
 
-    def fwd():
+    with gpu_turn(args):
+        r["gpu_wait_s"] = time.perf_counter() - t0 - r["build_s"] - r.get("pj_compile_s", 0) \
+            - r["convert_s"] - r["pcc_compile_s"]
+        x = x_cpu.to(device)
+        xe = x[:args.em_rows]  # the agreement EM step's rows (timing uses the whole batch)
+        ll_pj, after_pj = None, None
+        # ---- PyJuice: agreement data, timing; then it leaves the GPU ----
+        if have_pj:
+            base = mem_now(device)
+            pc.to(device)
+            # --pj-fp32: PyJuice's float32 kernels for the agreement data (by default its sm_90
+            # parameter flows use fp16 / TF32 products, which alone can move small parameters by
+            # more than 1e-3).
+            fp32 = {"force_use_fp32": True} if args.pj_fp32 else {}
+            with torch.no_grad():
+                ll_pj = pc(x, **fp32)[:, 0].double().cpu().numpy()
+                pc(xe, **fp32)  # the backward reads the forward it follows
+                pc.backward(inputs=xe, flows_memory=0.0, **fp32)
+                pc.mini_batch_em(step_size=args.step_size, pseudocount=args.pseudocount)
+            pc.update_parameters()
+            after_pj = pj_params_after(mapping)
+
+            def pj_fwd():
+                with torch.no_grad():
+                    pc(x)
+
+            def pj_fwd_bwd():
+                with torch.no_grad():
+                    pc(x)
+                    pc.backward(inputs=x, flows_memory=0.0)
+
+            def pj_step():
+                pj_fwd_bwd()
+                pc.mini_batch_em(step_size=args.step_size, pseudocount=args.pseudocount)
+
+            r["pj_fwd"] = timed(pj_fwd, device, args.reps)
+            r["pj_fb"] = timed(pj_fwd_bwd, device, args.reps)
+            reset_peak(device)
+            r["pj_step"] = timed(pj_step, device, args.reps)
+            r["pj_gib"] = peak_gib(device, base)
+            del pc, pj_fwd, pj_fwd_bwd, pj_step
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        mapping = None  # PyJuice nodes are not needed past this point
+        # One vector per parameter group, keyed by id(group) (pcc's em_step never changes `root`: its
+        # parameter arrays are frozen, so `pre` and the oracle below read the circuit before the step).
+        if after_pj is not None:
+            after_pj = {id(v.param_group): p for v, p in after_pj.values()}
+        vectors = {g: v for g, v in param_owners(root).items() if after_pj is None or g in after_pj}
+        pre = {g: v.params for g, v in vectors.items()}
+
+        # ---- pcc: same circuit, same parameters ----
+        base = mem_now(device)
+        model.to(device)
         with torch.no_grad():
-            model(x)
-
-    def fwd_bwd():
-        model(x).sum().backward()
-
-    def step():
+            ll_pcc = model(x).double().cpu().numpy()
         model.zero_flows()
-        model(x).sum().backward()
+        model(xe).sum().backward()
         model.em_step(args.step_size, args.pseudocount)
+        after_pcc = {g: pcc_params(model, v) for g, v in vectors.items()}
+        if ll_pj is not None:
+            r["ll_agree"] = rel_err(ll_pcc, ll_pj)
 
-    r["pcc_fwd"] = timed(fwd, device, args.reps)
-    r["pcc_fb"] = timed(fwd_bwd, device, args.reps)
-    reset_peak(device)
-    r["pcc_step"] = timed(step, device, args.reps)
-    r["pcc_gib"] = peak_gib(device, base)
-    del model, fwd, fwd_bwd, step
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+        def fwd():
+            with torch.no_grad():
+                model(x)
+
+        def fwd_bwd():
+            model(x).sum().backward()
+
+        def step():
+            model.zero_flows()
+            model(x).sum().backward()
+            model.em_step(args.step_size, args.pseudocount)
+
+        r["pcc_fwd"] = timed(fwd, device, args.reps)
+        r["pcc_fb"] = timed(fwd_bwd, device, args.reps)
+        reset_peak(device)
+        r["pcc_step"] = timed(step, device, args.reps)
+        r["pcc_gib"] = peak_gib(device, base)
+        del model, fwd, fwd_bwd, step, x, xe
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    xe = x_cpu[:args.em_rows]
 
     # ---- float64 oracle: the EM step on the same rows, then the log-likelihood of a few rows ----
     ref_em, ref_flow = None, None
     est = ref_em_estimate_s(root, len(xe))
     if est <= args.ref_em_max_s:
         t = time.perf_counter()
-        ref_em, ref_flow = ref_em_params(root, xe.cpu(), args)
+        ref_em, ref_flow = ref_em_params(root, xe, args)
         r["ref_em_s"] = time.perf_counter() - t
     errs, lines = em_report(vectors, pre, ref_em, after_pcc, after_pj, ref_flow)
     r.update(errs)
@@ -482,6 +522,13 @@ def main():
     ap.add_argument("--pj-fp32", action="store_true",
                     help="PyJuice's float32 kernels for the LL / EM agreement checks (timings unchanged)")
     ap.add_argument("--out", default=None, help="write the final table here (atomically)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="worker processes; their GPU parts take turns under one lock (default 1)")
+    ap.add_argument("--json-dir", default=None, help="--jobs: where the workers write NAME.json and NAME.log")
+    ap.add_argument("--json-out", default=None, help="write this run's results as JSON (a worker of --jobs)")
+    ap.add_argument("--lock", default=None, help="file lock that GPU work takes turns under (--jobs)")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="print the table of results saved by earlier runs (--json-out / --json-dir)")
     args = ap.parse_args()
     args.reps = args.reps or (3 if args.quick else 20)
     args.ref_rows = min(args.ref_rows or (2 if args.quick else 8), args.batch)
@@ -495,6 +542,18 @@ def main():
         ap.error(f"unknown configurations {sorted(unknown)}; choose from {NAMES}")
     if device.type == "cuda" and not torch.cuda.is_available():
         ap.error("CUDA is not available; use --device cpu (pcc half only)")
+
+    if args.lock and os.environ.get("OMP_NUM_THREADS"):  # a worker: its share of the cores
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        pcc.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    if args.merge:
+        results = []
+        for path in args.merge:
+            with open(path) as f:
+                results += json.load(f)["results"]
+        return finish(results, args, device, print_rows=True)
+    if args.jobs > 1:
+        return run_workers(only or NAMES, args, device)
 
     results = []
     print(HEADER, flush=True)
@@ -511,11 +570,64 @@ def main():
         print(row(r), f"  (build {r.get('build_s', 0):.0f}s, convert {r.get('convert_s', 0):.1f}s, "
               f"pcc compile {r.get('pcc_compile_s', 0):.1f}s, reference {r.get('ref_s', 0):.0f}s, "
               f"EM reference {r.get('ref_em_s', 0):.1f}s, total {r.get('total_s', 0):.0f}s)", flush=True)
+    if args.json_out:
+        write_atomic(args.json_out, json.dumps({"results": results}, default=float))
+    return finish(results, args, device)
+
+
+def finish(results, args, device, print_rows=False):
+    if print_rows:
+        print(HEADER)
+        for r in results:
+            print(row(r))
     text = summary(results, args, device)
     print("\n" + text, flush=True)
     if args.out:
         write_atomic(args.out, text)
     return 0
+
+
+def run_workers(names, args, device):
+    """One worker process of this script per configuration, at most --jobs at once; the GPU parts take
+    turns under one file lock. Each worker's output goes to NAME.log, its result to NAME.json."""
+    out_dir = args.json_dir or tempfile.mkdtemp(prefix="vs_pyjuice.")
+    os.makedirs(out_dir, exist_ok=True)
+    lock = os.path.join(out_dir, "gpu.lock")
+    drop = {"--jobs", "--only", "--out", "--json-dir", "--json-out", "--lock"}
+    argv, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        key = a.split("=", 1)[0]
+        if key in drop:
+            skip = "=" not in a
+            continue
+        argv.append(a)
+    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // args.jobs)))
+    pending, running, results = list(names), {}, {}
+    print(f"{len(names)} configurations, {args.jobs} workers at once; logs in {out_dir}", flush=True)
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            name = pending.pop(0)
+            cmd = [sys.executable, os.path.abspath(__file__), *argv, "--only", name, "--lock", lock,
+                   "--json-out", os.path.join(out_dir, f"{name}.json")]
+            log = open(os.path.join(out_dir, f"{name}.log"), "w")
+            running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
+        for name, (proc, log) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            log.close()
+            del running[name]
+            try:
+                with open(os.path.join(out_dir, f"{name}.json")) as f:
+                    results[name] = json.load(f)["results"][0]
+            except (OSError, ValueError, IndexError, KeyError) as e:
+                results[name] = {"config": name, "error": f"worker exited {proc.returncode} ({e})"}
+            with open(os.path.join(out_dir, f"{name}.log")) as f:
+                print(f"---- {name} (worker exit {proc.returncode}) ----\n" + f.read().strip(), flush=True)
+        time.sleep(1)
+    return finish([results[n] for n in names], args, device, print_rows=True)
 
 
 if __name__ == "__main__":
