@@ -4,8 +4,10 @@
 // Input and product values are cheap to recompute (a lookup in x, a sum of child rows), sum values
 // are not. So every input and product vector whose rows the root does not need becomes *transient*:
 // it is computed right before its first reader (inputs move from layer 0 to an input layer placed
-// just before the layer that first reads them) and its rows are free again after its last reader,
-// for the next transient vector. The backward pass visits the layers in reverse; before the
+// just before the layer that first reads them; products whose children are sums or inputs move from
+// the earliest layer their children allow to a product layer placed just before their first reader,
+// which matters where a region's products have children of different depths, as in PD) and its rows
+// are free again after its last reader, for the next transient vector. The backward pass visits the layers in reverse; before the
 // backward of a layer it recomputes (forward op, flows zeroed) the transient vectors whose last
 // reader that layer is, listed in Layer::recompute. A transient vector read by a transient product
 // stays alive as long as that product (its recompute needs it), so when the backward recomputes a
@@ -33,6 +35,7 @@ struct Atom {
   int64_t layer = 0, part = 0;  // where the plan computes it (old layer, group / partition index)
   bool input = false, transient = true;
   int64_t first = INT64_MAX, last = -1;  // old layers of its first and last reader
+  int64_t moved_to = -1;  // a product computed right before old layer moved_to instead (-1: stays)
 };
 
 // A bundle: atoms of one (layer, part) with the same lifetime, placed contiguously.
@@ -51,6 +54,7 @@ class Reuse {
     find_atoms();
     if (atoms_.empty()) return p_;
     find_readers();
+    move_products();
     extend_lifetimes();
     if (std::none_of(atoms_.begin(), atoms_.end(), [](const Atom& a) { return a.transient; })) return p_;
     make_bundles();
@@ -116,11 +120,24 @@ class Reuse {
     atoms_[a].last = std::max(atoms_[a].last, layer);
   }
 
+  // The old layer that reads as product row r's partition: its own, or the one it moved before.
+  int64_t reader_layer(int64_t li, int64_t r) const {
+    const int64_t a = atom_of_row_[r];
+    return a >= 0 && atoms_[a].moved_to >= 0 ? atoms_[a].moved_to : li;
+  }
+
   void find_readers() {
+    for (Atom& a : atoms_) {
+      a.first = INT64_MAX;
+      a.last = -1;
+    }
     for (size_t li = 0; li < p_.layers.size(); ++li) {
       const Layer& l = p_.layers[li];
       for (const ProductPartition& pp : l.products)
-        for (int64_t r : pp.child_rows) read(r, li);
+        for (int64_t i = 0; i < pp.num_nodes; ++i) {
+          const int64_t at = reader_layer(li, pp.row_start + i);
+          for (int64_t k = 0; k < pp.fanin; ++k) read(pp.child_rows[i * pp.fanin + k], at);
+        }
       for (const SumPartition& s : l.sums)
         for (int64_t r : s.child_rows)
           if (r >= 0)
@@ -133,12 +150,39 @@ class Reuse {
         if (a.input) a.transient = false;
         else a.first = a.last = a.layer;
       }
-    // A product partition stays one launch: its vectors live until the last one's reader.
-    std::map<std::pair<int64_t, int64_t>, int64_t> part_last;
+    // A product partition (or the part of it moved before one layer) stays one launch: its vectors
+    // live until the last one's reader.
+    std::map<std::tuple<int64_t, int64_t, int64_t>, int64_t> part_last;
     for (const Atom& a : atoms_)
-      if (!a.input) part_last[{a.layer, a.part}] = std::max(part_last[{a.layer, a.part}], a.last);
+      if (!a.input) {
+        int64_t& l = part_last[{a.layer, a.part, a.moved_to}];
+        l = std::max(l, a.last);
+      }
     for (Atom& a : atoms_)
-      if (!a.input) a.last = part_last[{a.layer, a.part}];
+      if (!a.input) a.last = part_last[{a.layer, a.part, a.moved_to}];
+  }
+
+  // Transient products whose children are all sums, constants or inputs (nothing that is recomputed
+  // from other products) and whose first reader comes more than one layer later move right before
+  // that reader; then the readers are found again (inputs follow the products that read them).
+  void move_products() {
+    bool any = false;
+    for (Atom& a : atoms_) {
+      if (a.input || !a.transient || a.first == INT64_MAX || a.first <= a.layer + 1) continue;
+      const ProductPartition& pp = p_.layers[a.layer].products[a.part];
+      bool ok = true;
+      for (int64_t r = a.begin; r < a.end && ok; ++r)
+        for (int64_t k = 0; k < pp.fanin && ok; ++k) {
+          const int64_t c = pp.child_rows[(r - pp.row_start) * pp.fanin + k];
+          const int64_t ca = c >= 0 && c < p_.num_rows ? atom_of_row_[c] : -1;
+          ok = ca < 0 || atoms_[ca].input;
+        }
+      if (ok) {
+        a.moved_to = a.first;
+        any = true;
+      }
+    }
+    if (any) find_readers();
   }
 
   // A transient product's recompute reads its children: they must live at least as long. Products
@@ -165,51 +209,73 @@ class Reuse {
   }
 
   // New layer sequence: before old layer L, an input layer holding the transient inputs first read
-  // by L; then L itself. Bundles get their new layer, part index and lifetime.
+  // by L (or by the products moved before L), then a product layer holding the products moved before
+  // L; then L itself. Bundles get their new layer, part index and lifetime.
   std::vector<int64_t> new_index_;  // old layer -> new index
   std::vector<int64_t> deferred_index_;  // old layer -> new index of the input layer before it, or -1
+  std::vector<int64_t> moved_index_;  // old layer -> new index of the product layer before it, or -1
   std::vector<std::vector<int64_t>> deferred_;  // old layer L -> bundles of inputs placed before L
+  std::vector<std::vector<int64_t>> moved_;     // old layer L -> bundles of products placed before L
   int64_t num_layers_ = 0;
 
   void make_bundles() {
     const int64_t L = static_cast<int64_t>(p_.layers.size());
-    std::map<std::tuple<int64_t, int64_t, int64_t, int64_t>, int64_t> key_to_bundle;
+    std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>, int64_t> key_to_bundle;
     bundle_of_atom_.assign(atoms_.size(), -1);
     for (size_t ai = 0; ai < atoms_.size(); ++ai) {
       const Atom& a = atoms_[ai];
       if (!a.transient) continue;
-      // Inputs: one bundle per (first reader, last reader, old group); products: (layer, part, last).
-      const auto key = a.input ? std::make_tuple(int64_t(0), a.first, a.last, a.part)
-                               : std::make_tuple(int64_t(1) + a.layer, a.part, a.last, int64_t(0));
+      // Inputs: one bundle per (first reader, last reader, old group); products: (layer, part,
+      // where it moved, last).
+      const auto key = a.input ? std::make_tuple(int64_t(0), a.first, a.last, a.part, int64_t(0))
+                               : std::make_tuple(int64_t(1) + a.layer, a.part, a.moved_to, a.last, int64_t(0));
       auto [it, fresh] = key_to_bundle.emplace(key, static_cast<int64_t>(bundles_.size()));
       if (fresh) bundles_.emplace_back();
       bundles_[it->second].atoms.push_back(static_cast<int64_t>(ai));
       bundle_of_atom_[ai] = it->second;
     }
     deferred_.assign(L, {});
+    moved_.assign(L, {});
     for (size_t bi = 0; bi < bundles_.size(); ++bi) {
       const Atom& a = atoms_[bundles_[bi].atoms[0]];
-      if (a.input) {
-        bundles_[bi].new_part = static_cast<int64_t>(deferred_[a.first].size());
-        deferred_[a.first].push_back(static_cast<int64_t>(bi));
+      auto& list = a.input ? deferred_[a.first] : moved_[std::max<int64_t>(a.moved_to, 0)];
+      if (a.input || a.moved_to >= 0) {
+        bundles_[bi].new_part = static_cast<int64_t>(list.size());
+        list.push_back(static_cast<int64_t>(bi));
       }
     }
-    // New indices: [input layer of the inputs L reads first], then L unless it is an input layer
-    // left with nothing.
+    // New indices: [inputs L reads first] [products moved before L], then L unless it is an input
+    // or product layer left with nothing.
     new_index_.assign(L, -1);
     deferred_index_.assign(L, -1);
+    moved_index_.assign(L, -1);
+    std::vector<int64_t> next_part(L, 0);
+    for (int64_t li = 0; li < L; ++li) next_part[li] = static_cast<int64_t>(kept(li, false).size());
+    for (const Bundle& b : bundles_) {
+      const Atom& a = atoms_[b.atoms[0]];
+      if (!a.input && a.moved_to < 0) ++next_part[a.layer];
+    }
     int64_t n = 0;
     for (int64_t li = 0; li < L; ++li) {
       if (!deferred_[li].empty()) deferred_index_[li] = n++;
-      if (p_.layers[li].kind != LayerKind::Input || !kept(li, true).empty()) new_index_[li] = n++;
+      if (!moved_[li].empty()) moved_index_[li] = n++;
+      const LayerKind kind = p_.layers[li].kind;
+      if (kind == LayerKind::Sum || (kind == LayerKind::Input ? !kept(li, true).empty() : next_part[li] > 0))
+        new_index_[li] = n++;
     }
     num_layers_ = n;
-    std::vector<int64_t> next_part(L, 0);
+    std::fill(next_part.begin(), next_part.end(), 0);
     for (int64_t li = 0; li < L; ++li) next_part[li] = static_cast<int64_t>(kept(li, false).size());
     for (Bundle& b : bundles_) {
       const Atom& a = atoms_[b.atoms[0]];
-      b.new_layer = a.input ? deferred_index_[a.first] : new_index_[a.layer];
-      if (!a.input) b.new_part = next_part[a.layer]++;  // after the layer's kept partitions
+      if (a.input) {
+        b.new_layer = deferred_index_[a.first];
+      } else if (a.moved_to >= 0) {
+        b.new_layer = moved_index_[a.moved_to];
+      } else {
+        b.new_layer = new_index_[a.layer];
+        b.new_part = next_part[a.layer]++;  // after the layer's kept partitions
+      }
       b.start = b.new_layer;
       b.last = new_index_[a.last];
     }
@@ -292,6 +358,12 @@ class Reuse {
         for (int64_t bi : deferred_[li]) in.inputs.push_back(input_group(bundles_[bi].atoms, map));
         q.layers.push_back(std::move(in));
       }
+      if (!moved_[li].empty()) {
+        Layer pl;
+        pl.kind = LayerKind::Product;
+        for (int64_t bi : moved_[li]) pl.products.push_back(product_part(bundles_[bi].atoms, map));
+        q.layers.push_back(std::move(pl));
+      }
       if (new_index_[li] < 0) continue;
       const Layer& l = p_.layers[li];
       Layer out;
@@ -303,7 +375,7 @@ class Reuse {
         case LayerKind::Product:
           for (int64_t ai : kept(li, false)) out.products.push_back(product_part({ai}, map));
           for (const Bundle& b : bundles_)
-            if (!atoms_[b.atoms[0]].input && atoms_[b.atoms[0]].layer == li)
+            if (!atoms_[b.atoms[0]].input && atoms_[b.atoms[0]].layer == li && atoms_[b.atoms[0]].moved_to < 0)
               out.products.push_back(product_part(b.atoms, map));
           break;
         case LayerKind::Sum:

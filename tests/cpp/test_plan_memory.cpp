@@ -240,5 +240,46 @@ int main() {
     }
     check_reuse(b.c, true);
   }
+  {  // A product whose children are ready early but whose reader comes late (as PD's regions): it is
+     // computed in the layer right before its reader, not where its children first allow.
+    Builder b;
+    auto leaf = [&](int64_t v) {
+      const int64_t in = b.input(v, 4, Dist::Categorical, 3, b.group(normalized(4, 3)));
+      return b.sum({in}, 4, SumForm::Dense, b.group(normalized(4, 4)));
+    };
+    const int64_t s0 = leaf(0), s1 = leaf(1);
+    // The same scope as `deep` below ({0, 2..7}), two layers deep.
+    std::vector<int64_t> leaves = {leaf(0)};
+    for (int64_t v = 2; v < 8; ++v) leaves.push_back(leaf(v));
+    const int64_t wide = b.sum({b.product(leaves, 4)}, 4, SumForm::Dense, b.group(normalized(4, 4)));
+    const int64_t early = b.product({wide, s1}, 4);
+    int64_t deep = s0;
+    for (int64_t v = 2; v < 8; ++v)
+      deep = b.sum({b.product({deep, leaf(v)}, 4)}, 4, SumForm::Dense, b.group(normalized(4, 4)));
+    const int64_t late = b.product({deep, s1}, 4);
+    const int64_t root = b.sum({early, late}, 1, SumForm::Dense, b.group(normalized(1, 8)));
+    check_reuse(b.c, true);
+    const pcc::Plan p = pcc::compile(b.c);
+    // Rows are shared, so a vector's layer is the one whose partition computes it from its children.
+    auto layer_of = [&](int64_t row, int64_t child) {
+      std::vector<int64_t> found;
+      for (size_t li = 0; li < p.layers.size(); ++li) {
+        for (const auto& pp : p.layers[li].products)
+          if (row >= pp.row_start && row < pp.row_start + pp.num_nodes &&
+              pp.child_rows[(row - pp.row_start) * pp.fanin] == child)
+            found.push_back(static_cast<int64_t>(li));
+        for (const auto& sp : p.layers[li].sums)
+          for (int64_t r : sp.out_rows)
+            if (row >= r && row < r + sp.block_size) found.push_back(static_cast<int64_t>(li));
+      }
+      CHECK_EQ(found.size(), size_t(1));
+      return found.empty() ? int64_t(-1) : found[0];
+    };
+    const int64_t reader = layer_of(p.vector_rows[root], -1);
+    CHECK(reader > 4);
+    CHECK_EQ(layer_of(p.vector_rows[early], p.vector_rows[wide]), reader - 1);
+    const int64_t late_layer = layer_of(p.vector_rows[late], p.vector_rows[deep]);  // already the last
+    CHECK(late_layer >= reader - 2 && late_layer < reader);
+  }
   return report("test_plan_memory");
 }
