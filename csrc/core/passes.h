@@ -67,7 +67,7 @@ Layering layerize(const Circuit& c);
 Partitioning partition_blocks(const Circuit& c, const Layering& l, int64_t block_size,
                               int64_t max_partitions);
 Plan plan_memory(const Circuit& c, const Partitioning& p);
-Plan reuse_rows(const Plan& p);
+Plan reuse_rows(const Plan& p, int64_t chunk_input_rows);
 
 // Block pattern of one sum vector (block_pattern.cpp); block_size 0 = choose from the shape.
 BlockPattern make_block_pattern(const Circuit& c, const NodeVector& v, int64_t block_size);

@@ -29,7 +29,7 @@ Plan compile(const Circuit& c, const CompileOptions& o, std::ostream* dump) {
   if (after == "partition_blocks") *dump << dump_partitioning(c, parts);
   Plan plan = plan_memory(c, parts);
   if (after == "plan_memory") *dump << dump_plan(plan);
-  if (o.reuse_rows) plan = reuse_rows(plan);
+  if (o.reuse_rows) plan = reuse_rows(plan, o.chunk_input_rows);
   if (after == "reuse_rows") *dump << dump_plan(plan);
   validate_plan(plan);  // the structural promises every backend relies on, checked once here
   return plan;

@@ -7,7 +7,10 @@
 // just before the layer that first reads them; products whose children are sums or inputs move from
 // the earliest layer their children allow to a product layer placed just before their first reader,
 // which matters where a region's products have children of different depths, as in PD) and its rows
-// are free again after its last reader, for the next transient vector. The backward pass visits the layers in reverse; before the
+// are free again after its last reader, for the next transient vector. A product layer that reads
+// more input rows than CompileOptions::chunk_input_rows is first split into several product layers (runs of whole
+// vectors), so that each run's inputs are computed right before it and the next run's reuse their
+// rows (RAT-SPN's and PD's first product layers read every input vector of the circuit). The backward pass visits the layers in reverse; before the
 // backward of a layer it recomputes (forward op, flows zeroed) the transient vectors whose last
 // reader that layer is, listed in Layer::recompute. A transient vector read by a transient product
 // stays alive as long as that product (its recompute needs it), so when the backward recomputes a
@@ -36,6 +39,7 @@ struct Atom {
   bool input = false, transient = true;
   int64_t first = INT64_MAX, last = -1;  // old layers of its first and last reader
   int64_t moved_to = -1;  // a product computed right before old layer moved_to instead (-1: stays)
+  int64_t family = -1;    // an input read by one run of a split layer only (see chunk_input_readers)
 };
 
 // A bundle: atoms of one (layer, part) with the same lifetime, placed contiguously.
@@ -44,11 +48,13 @@ struct Bundle {
   int64_t start = 0, last = 0;  // new layer indices of its lifetime (inclusive)
   int64_t new_layer = 0, new_part = 0;
   int64_t offset = 0, size = 0;  // rows inside the scratch region
+  int64_t family = -1;           // its atoms' family: rows inside the family's region instead
 };
 
 class Reuse {
  public:
-  explicit Reuse(const Plan& p) : p_(p) {}
+  // family[l]: the split layer that old layer l is a run of (-1: none), from chunk_input_readers.
+  Reuse(const Plan& p, std::vector<int64_t> family) : p_(p), family_of_layer_(std::move(family)) {}
 
   Plan run() {
     find_atoms();
@@ -64,6 +70,8 @@ class Reuse {
 
  private:
   const Plan& p_;
+  std::vector<int64_t> family_of_layer_;
+  std::map<int64_t, int64_t> family_last_;  // family -> old layer of its products' last reader
   std::vector<Atom> atoms_;
   std::vector<int64_t> atom_of_row_;  // -1: not in an input group or product partition
   std::vector<Bundle> bundles_;
@@ -162,9 +170,9 @@ class Reuse {
       if (!a.input) a.last = part_last[{a.layer, a.part, a.moved_to}];
   }
 
-  // Transient products whose children are all sums, constants or inputs (nothing that is recomputed
-  // from other products) and whose first reader comes more than one layer later move right before
-  // that reader; then the readers are found again (inputs follow the products that read them).
+  // Transient products whose children are all sums or constants (always there) and whose first
+  // reader comes more than one layer later move right before that reader; then the readers are found
+  // again. (Products over inputs stay: chunk_input_readers below spaced them out on purpose.)
   void move_products() {
     bool any = false;
     for (Atom& a : atoms_) {
@@ -175,7 +183,7 @@ class Reuse {
         for (int64_t k = 0; k < pp.fanin && ok; ++k) {
           const int64_t c = pp.child_rows[(r - pp.row_start) * pp.fanin + k];
           const int64_t ca = c >= 0 && c < p_.num_rows ? atom_of_row_[c] : -1;
-          ok = ca < 0 || atoms_[ca].input;
+          ok = ca < 0;
         }
       if (ok) {
         a.moved_to = a.first;
@@ -186,7 +194,10 @@ class Reuse {
   }
 
   // A transient product's recompute reads its children: they must live at least as long. Products
-  // of later layers first, so a chain of products passes its lifetime all the way down.
+  // of later layers first, so a chain of products passes its lifetime all the way down. Except an
+  // input read by one run of a split layer only: it keeps its short life, and its family's region
+  // (allocate) keeps rows for it until the products' last reader, where the backward recomputes the
+  // runs one after another, each run's inputs right before it.
   void extend_lifetimes() {
     std::vector<int64_t> order(atoms_.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
@@ -195,17 +206,28 @@ class Reuse {
       const Atom& a = atoms_[ai];
       if (a.input) continue;
       const ProductPartition& pp = p_.layers[a.layer].products[a.part];
+      const int64_t fam = family_of_layer_[a.layer];
       for (int64_t r = a.begin; r < a.end; ++r) {
         for (int64_t k = 0; k < pp.fanin; ++k) {
           const int64_t c = pp.child_rows[(r - pp.row_start) * pp.fanin + k];
           const int64_t ca = c >= 0 && c < p_.num_rows ? atom_of_row_[c] : -1;
           if (ca < 0) continue;
+          Atom& child = atoms_[ca];
           // A persistent product keeps its children for the whole pass (it is never recomputed).
-          atoms_[ca].last = std::max(atoms_[ca].last, a.transient ? a.last : INT64_MAX / 2);
-          if (!a.transient) atoms_[ca].transient = false;
+          if (!a.transient) {
+            child.transient = false;
+            child.last = INT64_MAX / 2;
+          } else if (fam >= 0 && child.input && child.first == a.layer && child.last == a.layer) {
+            child.family = fam;
+            family_last_[fam] = std::max(family_last_[fam], a.last);
+          } else {
+            child.last = std::max(child.last, a.last);
+          }
         }
       }
     }
+    for (Atom& a : atoms_)
+      if (!a.transient || a.last != a.first) a.family = -1;  // persistent, or read outside its run too
   }
 
   // New layer sequence: before old layer L, an input layer holding the transient inputs first read
@@ -232,6 +254,7 @@ class Reuse {
       auto [it, fresh] = key_to_bundle.emplace(key, static_cast<int64_t>(bundles_.size()));
       if (fresh) bundles_.emplace_back();
       bundles_[it->second].atoms.push_back(static_cast<int64_t>(ai));
+      bundles_[it->second].family = a.family;  // one key, one family (inputs of one run and group)
       bundle_of_atom_[ai] = it->second;
     }
     deferred_.assign(L, {});
@@ -294,27 +317,48 @@ class Reuse {
   void allocate() {
     for (Bundle& b : bundles_)
       for (int64_t ai : b.atoms) b.size += atoms_[ai].end - atoms_[ai].begin;
-    std::vector<int64_t> order(bundles_.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
-    std::stable_sort(order.begin(), order.end(),
-                     [&](int64_t x, int64_t y) { return bundles_[x].start < bundles_[y].start; });
-    std::vector<int64_t> live;  // bundles holding rows
-    for (int64_t bi : order) {
-      Bundle& b = bundles_[bi];
-      live.erase(std::remove_if(live.begin(), live.end(), [&](int64_t o) { return bundles_[o].last < b.start; }),
+    // A family's bundles share one region: each run's bundles back to back from its start, as large
+    // as the largest run, live from the first run to the products' last reader.
+    std::map<int64_t, Bundle> regions;
+    std::map<std::pair<int64_t, int64_t>, int64_t> run_fill;  // (family, run's layer) -> rows so far
+    for (Bundle& b : bundles_) {
+      if (b.family < 0) continue;
+      auto [it, fresh] = regions.emplace(b.family, Bundle());
+      Bundle& reg = it->second;
+      if (fresh) {
+        reg.start = b.start;
+        reg.last = new_index_[family_last_.at(b.family)];
+      }
+      reg.start = std::min(reg.start, b.start);
+      int64_t& fill = run_fill[{b.family, b.start}];
+      b.offset = fill;  // inside the region, for now
+      fill += b.size;
+      reg.size = std::max(reg.size, fill);
+      b.last = reg.last;
+    }
+    std::vector<Bundle*> slots;
+    for (Bundle& b : bundles_)
+      if (b.family < 0) slots.push_back(&b);
+    for (auto& [fam, reg] : regions) slots.push_back(&reg);
+    std::stable_sort(slots.begin(), slots.end(), [](const Bundle* x, const Bundle* y) { return x->start < y->start; });
+    std::vector<const Bundle*> live;  // slots holding rows
+    for (Bundle* b : slots) {
+      live.erase(std::remove_if(live.begin(), live.end(), [&](const Bundle* o) { return o->last < b->start; }),
                  live.end());
       std::vector<std::pair<int64_t, int64_t>> used;
-      for (int64_t o : live) used.push_back({bundles_[o].offset, bundles_[o].offset + bundles_[o].size});
+      for (const Bundle* o : live) used.push_back({o->offset, o->offset + o->size});
       std::sort(used.begin(), used.end());
       int64_t at = 0;
       for (const auto& [u0, u1] : used) {
-        if (u0 - at >= b.size) break;
+        if (u0 - at >= b->size) break;
         at = std::max(at, u1);
       }
-      b.offset = at;
-      scratch_rows_ = std::max(scratch_rows_, at + b.size);
-      live.push_back(bi);
+      b->offset = at;
+      scratch_rows_ = std::max(scratch_rows_, at + b->size);
+      live.push_back(b);
     }
+    for (Bundle& b : bundles_)
+      if (b.family >= 0) b.offset += regions.at(b.family).offset;
   }
 
   Plan rewrite() {
@@ -392,7 +436,12 @@ class Reuse {
     // Recompute lists, children before parents (input layers and lower layers first).
     // A product no later layer reads is listed under its own layer: its flows must still start at
     // zero (its rows are shared), or its backward would pass another vector's flows on.
-    for (const Bundle& b : bundles_) q.layers[b.last].recompute.push_back({b.new_layer, b.new_part});
+    // A family's inputs are also recomputed right before their run's backward: the run's products
+    // add their flows into the shared rows, which the previous run's input backward left full.
+    for (const Bundle& b : bundles_) {
+      q.layers[b.last].recompute.push_back({b.new_layer, b.new_part});
+      if (b.family >= 0) q.layers[new_index_[atoms_[b.atoms[0]].first]].recompute.push_back({b.new_layer, b.new_part});
+    }
     for (Layer& l : q.layers) std::sort(l.recompute.begin(), l.recompute.end());
     return q;
   }
@@ -450,8 +499,129 @@ class Reuse {
   }
 };
 
+// Splits product layers that read more than max_rows input rows into consecutive product
+// layers, each reading about that many; a run ends only at a vector boundary. An input vector that an
+// earlier run of the same layer read already gets a copy of its own (new rows, a new input group in
+// layer 0, the run's child rows redirected): inputs are cheap to compute twice, and without copies an
+// input shared by far-apart runs (RAT-SPN's repetitions share all inputs) would keep its rows for the
+// whole layer. Layers hold no recompute lists yet, and sum partitions name rows only, so shifting
+// layer indices changes nothing.
+Plan chunk_input_readers(const Plan& p, int64_t max_rows, std::vector<int64_t>& family) {
+  // Input rows: their group and vector (first row, end); vectors followed by -inf padding never
+  // move (reuse_rows keeps them), so they get no copies.
+  struct Vec {
+    int64_t layer = 0, group = 0, begin = 0, end = 0;
+  };
+  std::vector<int64_t> vec_of_row(p.num_rows, -1);
+  std::vector<Vec> vecs;
+  std::vector<uint8_t> starts(p.num_rows + 1, 0), pad_first(p.num_rows + 1, 0);
+  for (int64_t r : p.vector_rows)
+    if (r >= 0) starts[r] = 1;
+  for (const auto& [first, n] : p.pad_ranges)
+    if (first >= 0 && first <= p.num_rows) pad_first[first] = 1;
+  for (size_t li = 0; li < p.layers.size(); ++li)
+    for (size_t gi = 0; gi < p.layers[li].inputs.size(); ++gi) {
+      const InputGroup& g = p.layers[li].inputs[gi];
+      for (int64_t r = g.row_start; r < g.row_start + g.num_nodes; ++r) {
+        if (r == g.row_start || starts[r])
+          vecs.push_back({static_cast<int64_t>(li), static_cast<int64_t>(gi), r, r});
+        vecs.back().end = r + 1;
+        vec_of_row[r] = static_cast<int64_t>(vecs.size()) - 1;
+      }
+    }
+  auto reads_input = [&](int64_t r) { return r >= 0 && r < p.num_rows && vec_of_row[r] >= 0; };
+  Plan q = p;
+  q.layers.clear();
+  std::vector<InputGroup> copies;  // appended to the first input layer
+  for (const Layer& l : p.layers) {
+    int64_t total = 0;
+    if (l.kind == LayerKind::Product)
+      for (const ProductPartition& pp : l.products)
+        total += std::count_if(pp.child_rows.begin(), pp.child_rows.end(), reads_input);
+    if (total <= max_rows) {
+      q.layers.push_back(l);
+      family.push_back(-1);
+      continue;
+    }
+    const int64_t fam = static_cast<int64_t>(q.layers.size());  // named by its first run
+    std::vector<int64_t> owner(vecs.size(), -1);  // run that read the vector first
+    std::map<int64_t, int64_t> copy_of;           // this run's copies: vector -> first row
+    int64_t run = 0, in_run = 0;
+    Layer chunk;
+    chunk.kind = LayerKind::Product;
+    auto redirect = [&](int64_t r) {
+      if (!reads_input(r)) return r;
+      const int64_t v = vec_of_row[r];
+      if (owner[v] < 0) owner[v] = run;
+      if (owner[v] == run || pad_first[vecs[v].end]) return r;
+      auto [it, fresh] = copy_of.emplace(v, q.num_rows);
+      if (fresh) {
+        const InputGroup& src = p.layers[vecs[v].layer].inputs[vecs[v].group];
+        InputGroup c;
+        c.dist = src.dist;
+        c.row_start = q.num_rows;
+        c.num_nodes = vecs[v].end - vecs[v].begin;
+        const int64_t o = vecs[v].begin - src.row_start;
+        c.var.assign(src.var.begin() + o, src.var.begin() + o + c.num_nodes);
+        c.param_offset.assign(src.param_offset.begin() + o, src.param_offset.begin() + o + c.num_nodes);
+        c.num_cats.assign(src.num_cats.begin() + o, src.num_cats.begin() + o + c.num_nodes);
+        q.num_rows += c.num_nodes;
+        copies.push_back(std::move(c));
+      }
+      return it->second + (r - vecs[v].begin);
+    };
+    for (const ProductPartition& pp : l.products) {
+      int64_t i = 0;
+      while (i < pp.num_nodes) {
+        int64_t j = i + 1;  // the vector [i, j)
+        while (j < pp.num_nodes && !starts[pp.row_start + j]) ++j;
+        const int64_t reads = std::count_if(pp.child_rows.begin() + i * pp.fanin,
+                                            pp.child_rows.begin() + j * pp.fanin, reads_input);
+        if (in_run > 0 && in_run + reads > max_rows) {
+          q.layers.push_back(std::move(chunk));
+          family.push_back(fam);
+          chunk = Layer();
+          chunk.kind = LayerKind::Product;
+          in_run = 0;
+          ++run;
+          copy_of.clear();
+        }
+        // Extend this partition's piece in the run, or start one.
+        if (chunk.products.empty() || chunk.products.back().row_start + chunk.products.back().num_nodes !=
+                                          pp.row_start + i || chunk.products.back().fanin != pp.fanin) {
+          ProductPartition piece;
+          piece.fanin = pp.fanin;
+          piece.row_start = pp.row_start + i;
+          chunk.products.push_back(std::move(piece));
+        }
+        ProductPartition& piece = chunk.products.back();
+        for (int64_t e = i * pp.fanin; e < j * pp.fanin; ++e) piece.child_rows.push_back(redirect(pp.child_rows[e]));
+        piece.num_nodes += j - i;
+        in_run += reads;
+        i = j;
+      }
+    }
+    if (!chunk.products.empty()) {
+      q.layers.push_back(std::move(chunk));
+      family.push_back(fam);
+    }
+  }
+  if (!copies.empty()) {
+    auto first_input = std::find_if(q.layers.begin(), q.layers.end(),
+                                     [](const Layer& l) { return l.kind == LayerKind::Input; });
+    PCC_CHECK(first_input != q.layers.end(), "internal error: input rows without an input layer");
+    for (InputGroup& c : copies) first_input->inputs.push_back(std::move(c));
+  }
+  return q;
+}
+
 }  // namespace
 
-Plan reuse_rows(const Plan& p) { return Reuse(p).run(); }
+Plan reuse_rows(const Plan& p, int64_t chunk_input_rows) {
+  PCC_CHECK(chunk_input_rows >= 1, "compile: chunk_input_rows must be >= 1, got ", chunk_input_rows);
+  std::vector<int64_t> family;
+  const Plan chunked = chunk_input_readers(p, chunk_input_rows, family);
+  return Reuse(chunked, std::move(family)).run();
+}
 
 }  // namespace pcc

@@ -18,6 +18,9 @@ struct CompileOptions {
   // Let input and product vectors share rows (only sum values persist; the backward recomputes the
   // rest). Off: every vector keeps its rows, so a pass leaves every node's value and flow readable.
   bool reuse_rows = true;
+  // With reuse_rows: a product layer reading more input rows than this runs in several product
+  // layers, each right after its own inputs, which share rows (and are recomputed in the backward).
+  int64_t chunk_input_rows = 16384;
 };
 
 const std::vector<std::string>& pass_names();
