@@ -54,7 +54,9 @@ struct Bundle {
 class Reuse {
  public:
   // family[l]: the split layer that old layer l is a run of (-1: none), from chunk_input_readers.
-  Reuse(const Plan& p, std::vector<int64_t> family) : p_(p), family_of_layer_(std::move(family)) {}
+  // cuts: first rows of vectors the plan does not name (input copies), where atoms end too.
+  Reuse(const Plan& p, std::vector<int64_t> family, std::vector<int64_t> cuts)
+      : p_(p), family_of_layer_(std::move(family)), cuts_(std::move(cuts)) {}
 
   Plan run() {
     find_atoms();
@@ -71,6 +73,7 @@ class Reuse {
  private:
   const Plan& p_;
   std::vector<int64_t> family_of_layer_;
+  std::vector<int64_t> cuts_;
   std::map<int64_t, int64_t> family_last_;  // family -> old layer of its products' last reader
   std::vector<Atom> atoms_;
   std::vector<int64_t> atom_of_row_;  // -1: not in an input group or product partition
@@ -80,7 +83,7 @@ class Reuse {
 
   // Atoms: the vector starts (vector_rows) cut each group / partition into vectors.
   void find_atoms() {
-    std::vector<int64_t> starts;
+    std::vector<int64_t> starts = cuts_;
     for (int64_t r : p_.vector_rows)
       if (r >= 0) starts.push_back(r);
     std::sort(starts.begin(), starts.end());
@@ -501,12 +504,13 @@ class Reuse {
 
 // Splits product layers that read more than max_rows input rows into consecutive product
 // layers, each reading about that many; a run ends only at a vector boundary. An input vector that an
-// earlier run of the same layer read already gets a copy of its own (new rows, a new input group in
-// layer 0, the run's child rows redirected): inputs are cheap to compute twice, and without copies an
+// earlier run of the same layer read already gets a copy of its own (new rows in an input group of
+// copies in layer 0, the run's child rows redirected): inputs are cheap to compute twice, and without copies an
 // input shared by far-apart runs (RAT-SPN's repetitions share all inputs) would keep its rows for the
 // whole layer. Layers hold no recompute lists yet, and sum partitions name rows only, so shifting
 // layer indices changes nothing.
-Plan chunk_input_readers(const Plan& p, int64_t max_rows, std::vector<int64_t>& family) {
+Plan chunk_input_readers(const Plan& p, int64_t max_rows, std::vector<int64_t>& family,
+                         std::vector<int64_t>& cuts) {
   // Input rows: their group and vector (first row, end); vectors followed by -inf padding never
   // move (reuse_rows keeps them), so they get no copies.
   struct Vec {
@@ -556,17 +560,22 @@ Plan chunk_input_readers(const Plan& p, int64_t max_rows, std::vector<int64_t>& 
       if (owner[v] == run || pad_first[vecs[v].end]) return r;
       auto [it, fresh] = copy_of.emplace(v, q.num_rows);
       if (fresh) {
+        // Copies of one distribution made one after another form one group (their rows follow each
+        // other), so that reuse_rows bundles a run's copies into one launch, not one per vector.
         const InputGroup& src = p.layers[vecs[v].layer].inputs[vecs[v].group];
-        InputGroup c;
-        c.dist = src.dist;
-        c.row_start = q.num_rows;
-        c.num_nodes = vecs[v].end - vecs[v].begin;
-        const int64_t o = vecs[v].begin - src.row_start;
-        c.var.assign(src.var.begin() + o, src.var.begin() + o + c.num_nodes);
-        c.param_offset.assign(src.param_offset.begin() + o, src.param_offset.begin() + o + c.num_nodes);
-        c.num_cats.assign(src.num_cats.begin() + o, src.num_cats.begin() + o + c.num_nodes);
-        q.num_rows += c.num_nodes;
-        copies.push_back(std::move(c));
+        if (copies.empty() || copies.back().dist != src.dist) {
+          copies.emplace_back();
+          copies.back().dist = src.dist;
+          copies.back().row_start = q.num_rows;
+        }
+        InputGroup& c = copies.back();
+        cuts.push_back(q.num_rows);
+        const int64_t o = vecs[v].begin - src.row_start, n = vecs[v].end - vecs[v].begin;
+        c.var.insert(c.var.end(), src.var.begin() + o, src.var.begin() + o + n);
+        c.param_offset.insert(c.param_offset.end(), src.param_offset.begin() + o, src.param_offset.begin() + o + n);
+        c.num_cats.insert(c.num_cats.end(), src.num_cats.begin() + o, src.num_cats.begin() + o + n);
+        c.num_nodes += n;
+        q.num_rows += n;
       }
       return it->second + (r - vecs[v].begin);
     };
@@ -619,9 +628,9 @@ Plan chunk_input_readers(const Plan& p, int64_t max_rows, std::vector<int64_t>& 
 
 Plan reuse_rows(const Plan& p, int64_t chunk_input_rows) {
   PCC_CHECK(chunk_input_rows >= 1, "compile: chunk_input_rows must be >= 1, got ", chunk_input_rows);
-  std::vector<int64_t> family;
-  const Plan chunked = chunk_input_readers(p, chunk_input_rows, family);
-  return Reuse(chunked, std::move(family)).run();
+  std::vector<int64_t> family, cuts;
+  const Plan chunked = chunk_input_readers(p, chunk_input_rows, family, cuts);
+  return Reuse(chunked, std::move(family), std::move(cuts)).run();
 }
 
 }  // namespace pcc
