@@ -1,13 +1,22 @@
 // Input layer backward on the GPU: E-step statistics from the input nodes' flows, as
 // csrc/cpu/input_backward.cpp: Categorical / Bernoulli slot k += sum_b f_b [x_b = k], a missing x_b
 // counting f_b p_k instead; Gaussian (S1, S2, S0) += (f d, f d^2, f) with d = x - mean, a missing x_b
-// counting (0, f std^2, f). Zero flows are skipped.
+// counting (0, f std^2, f). Zero flows are skipped. Parameter flows are added with atomicAdd: tied
+// nodes share slots, and several CTAs meet in one node's slots.
 //
-// One block per (node, batch chunk): threads accumulate their columns in double, the block reduces,
-// and thread 0 adds each slot's float total with one atomicAdd (tied nodes share slots, and chunks
-// of one node meet in the same slots). Category counts live in registers for up to 16 categories;
-// beyond that each observed sample adds its flow with a float atomicAdd on global memory directly
-// (the missing part is still reduced in double).
+// Categorical / Bernoulli: a CTA takes a run of up to 32 consecutive nodes over a tile of batch
+// columns (Shape). It stages the tile's column of x once per variable of its run, as slot indices
+// (-1 = missing) in shared memory (x is [batch, num_vars] row-major, so a column is a strided read),
+// and its warps share it, one node per warp at a time. A warp counts a node with <= kHistCats slots
+// in its own shared histogram (float shared atomics), then adds each nonzero slot to the global
+// flows once and clears it: at most one global atomic per slot and tile instead of one per sample.
+// Larger category counts (vocabularies of HMMs) add each sample's flow to global memory directly.
+// The missing entries' flow is summed per lane in float (<= kCols / 32 terms), across the warp in
+// double, and spread as f p_k. Warps sync among themselves between nodes; the CTA syncs only when its
+// variable changes.
+//
+// Gaussian: one block per (node, batch chunk): threads accumulate their columns in double, the block
+// reduces, and thread 0 adds the three float totals.
 #include <algorithm>
 
 #include "core/input_values.h"
@@ -21,164 +30,210 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-constexpr int64_t kChunk = 8192;  // batch columns per block (before the grid-stride wrap)
+constexpr int kMinCtas = 5;          // per SM: caps registers at 48 (the unrolled loads fit unspilled)
+constexpr int kMaxRun = 32;          // nodes per CTA at most (one per lane of the run's metadata)
+constexpr int kCols = 1024;          // batch columns per CTA at most (the staged column of x)
+constexpr int kMinTile = 256;        // batch columns per CTA at least (each tile of a node spreads its
+                                     // missing flow over all the node's slots)
+constexpr int kHistCats = 512;       // slots of a warp's histogram (2 KiB)
+constexpr int64_t kFillCtas = 2048;  // CTAs a grid should have (a few waves of an H100)
+constexpr int64_t kMaxGrid = int64_t(1) << 20;
+constexpr int64_t kChunk = 8192;     // Gaussian: batch columns per block (before the grid-stride wrap)
+constexpr unsigned kAll = 0xffffffffu;
 
 __device__ __forceinline__ double warp_sum(double v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kAll, v, o);
   return v;
 }
 
+// One CTA's work: sh.run consecutive nodes x sh.tile batch columns. Long runs reuse a staged column
+// of x over more nodes and wide tiles spread a node's histogram flush over more columns (fewer global
+// atomics); both shrink (runs first) until the grid has kFillCtas CTAs, so that small groups still
+// spread over the device.
+struct Shape {
+  int run, tile;
+};
+
+Shape shape(int64_t num_nodes, int64_t batch) {
+  Shape sh{kMaxRun, kCols};
+  const auto ctas = [&] { return (num_nodes + sh.run - 1) / sh.run * ((batch + sh.tile - 1) / sh.tile); };
+  while (sh.run > kWarps && ctas() < kFillCtas) sh.run /= 2;
+  while (sh.tile > kMinTile && ctas() < kFillCtas) sh.tile /= 2;
+  return sh;
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads, kMinCtas) discrete_backward_kernel(
+    int64_t row_start, int64_t num_nodes, Shape sh, const int32_t* __restrict__ var,
+    const int64_t* __restrict__ param_offset, const int32_t* __restrict__ num_cats, bool bernoulli,
+    const float* __restrict__ params, const T* __restrict__ x, const uint8_t* __restrict__ missing,
+    int64_t num_vars, const float* __restrict__ flows, float* __restrict__ param_flows, int64_t batch) {
+  __shared__ int32_t xs[kCols];                // the tile's slot indices of one variable, -1 = missing
+  __shared__ float hists[kWarps][kHistCats];  // per warp: its node's slot flows over the tile
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  float* hist = hists[warp];
+  // Cleared once here (ordered before use by the first __syncthreads below); each flush clears the
+  // slots its node could touch.
+  for (int k = lane; k < kHistCats; k += 32) hist[k] = 0.0f;
+  for (int64_t i0 = static_cast<int64_t>(blockIdx.x) * sh.run; i0 < num_nodes;
+       i0 += static_cast<int64_t>(gridDim.x) * sh.run) {  // block-uniform
+    // The run's metadata, one node per lane; bit j of starts: node i0 + j begins a variable segment.
+    const int n = num_nodes - i0 < sh.run ? static_cast<int>(num_nodes - i0) : sh.run;
+    const bool mine = lane < n;
+    const int32_t my_var = mine ? var[i0 + lane] : -1;
+    const int64_t my_off = mine ? param_offset[i0 + lane] : 0;
+    const int32_t my_cats = !mine ? 0 : bernoulli ? 2 : num_cats[i0 + lane];
+    const int32_t prev_var = __shfl_up_sync(kAll, my_var, 1);
+    const unsigned starts = __ballot_sync(kAll, mine && (lane == 0 || my_var != prev_var));
+    for (int64_t c0 = static_cast<int64_t>(blockIdx.y) * sh.tile; c0 < batch;
+         c0 += static_cast<int64_t>(gridDim.y) * sh.tile) {
+      const int cols = batch - c0 < sh.tile ? static_cast<int>(batch - c0) : sh.tile;
+      for (unsigned rest = starts; rest != 0;) {
+        const int s = __ffs(rest) - 1;
+        rest &= rest - 1;
+        const int e = rest != 0 ? __ffs(rest) - 1 : n;
+        const int64_t v = __shfl_sync(kAll, my_var, s);
+        __syncthreads();  // every warp is done with the previous variable's xs
+#pragma unroll 1
+        for (int c = threadIdx.x; c < cols; c += kThreads) {
+          const int64_t at = (c0 + c) * num_vars + v;
+          const T xv = x[at];  // read even where missing (junk, unused): both loads go out together
+          xs[c] = missing != nullptr && missing[at] ? -1 : static_cast<int32_t>(xv);
+        }
+        __syncthreads();
+        for (int j = s + warp; j < e; j += kWarps) {  // warp-uniform
+          const int64_t off = __shfl_sync(kAll, my_off, j);
+          const int32_t cats = __shfl_sync(kAll, my_cats, j);
+          const float* p = params + off;
+          float* pf = param_flows + off;
+          const float* f = flows + (row_start + i0 + j) * batch + c0;
+          float fm_lane = 0.0f;  // flow of this lane's missing entries
+          if (cats <= kHistCats) {
+#pragma unroll 4
+            for (int c = lane; c < cols; c += 32) {
+              const float fb = f[c];
+              const int32_t k = xs[c];
+              if (fb == 0.0f) continue;
+              if (k < 0)
+                fm_lane += fb;
+              else
+                atomicAdd(hist + k, fb);
+            }
+            const double fm = warp_sum(fm_lane);
+            __syncwarp();  // the histogram is complete
+#pragma unroll 2
+            for (int k = lane; k < cats; k += 32) {
+              const double add = double(hist[k]) + (fm != 0.0 ? fm * double(p[k]) : 0.0);
+              hist[k] = 0.0f;
+              if (add != 0.0) atomicAdd(pf + k, static_cast<float>(add));
+            }
+            __syncwarp();  // cleared before the warp's next node counts
+          } else {
+#pragma unroll 4
+            for (int c = lane; c < cols; c += 32) {
+              const float fb = f[c];
+              const int32_t k = xs[c];
+              if (fb == 0.0f) continue;
+              if (k < 0)
+                fm_lane += fb;
+              else
+                atomicAdd(pf + k, fb);
+            }
+            const double fm = warp_sum(fm_lane);
+            if (fm != 0.0)
+              for (int k = lane; k < cats; k += 32) atomicAdd(pf + k, static_cast<float>(fm * double(p[k])));
+          }
+        }
+      }
+    }
+  }
+}
+
 // Sum over the block; the result is valid in thread 0. Every thread of the block must call it.
-__device__ double block_sum(double v, double* sh) {
+__device__ double block_sum(double v, double* partial) {
   v = warp_sum(v);
-  __syncthreads();  // sh may still be read by a previous call
-  if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
+  __syncthreads();  // partial may still be read by a previous call
+  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = v;
   __syncthreads();
   double t = 0.0;
   if (threadIdx.x < 32) {
-    t = threadIdx.x < kWarps ? sh[threadIdx.x] : 0.0;
+    t = threadIdx.x < kWarps ? partial[threadIdx.x] : 0.0;
     t = warp_sum(t);
   }
   return t;
 }
 
+// Centred on the node's mean (d = x - mean), as the CPU does, so float32 statistics keep precision.
 template <class T>
-struct Node {
-  const T* x;          // x + v: column of the node's variable, stride num_vars
-  const uint8_t* m;    // missing + v, or nullptr
-  const float* f;      // the node's flow row
-  int64_t num_vars, b0, bstep, batch;
-};
-
-// Categories kept in registers (compile-time indexing only).
-template <int KM, class T>
-__device__ void small_categorical(const Node<T>& n, const float* p, int64_t K, float* pf, double* sh) {
-  double a[KM];
-#pragma unroll
-  for (int k = 0; k < KM; ++k) a[k] = 0.0;
-  double fm = 0.0;
-  for (int64_t b = n.b0; b < n.batch; b += n.bstep) {
-    const double fb = n.f[b];
-    if (fb == 0.0) continue;
-    if (n.m != nullptr && n.m[b * n.num_vars]) {
-      fm += fb;
-      continue;
-    }
-    const int64_t idx = static_cast<int64_t>(n.x[b * n.num_vars]);
-#pragma unroll
-    for (int k = 0; k < KM; ++k) a[k] += idx == k ? fb : 0.0;
-  }
-  fm = block_sum(fm, sh);
-#pragma unroll
-  for (int k = 0; k < KM; ++k) {
-    const double t = block_sum(a[k], sh);
-    if (threadIdx.x == 0 && k < K) {
-      const double add = t + (fm != 0.0 ? fm * double(p[k]) : 0.0);
-      if (add != 0.0) atomicAdd(pf + k, static_cast<float>(add));
-    }
-  }
-}
-
-template <class T>
-__device__ void large_categorical(const Node<T>& n, const float* p, int64_t K, float* pf, double* sh) {
-  double fm = 0.0;
-  for (int64_t b = n.b0; b < n.batch; b += n.bstep) {
-    const float fb = n.f[b];
-    if (fb == 0.0f) continue;
-    if (n.m != nullptr && n.m[b * n.num_vars]) {
-      fm += fb;
-      continue;
-    }
-    atomicAdd(pf + static_cast<int64_t>(n.x[b * n.num_vars]), fb);
-  }
-  fm = block_sum(fm, sh);
-  __syncthreads();
-  if (threadIdx.x == 0) sh[0] = fm;
-  __syncthreads();
-  fm = sh[0];
-  if (fm != 0.0)
-    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) atomicAdd(pf + k, static_cast<float>(fm * double(p[k])));
-}
-
-template <class T>
-__device__ void gaussian(const Node<T>& n, const float* p, float* pf, double* sh) {
-  // Centred on the node's mean (d = x - mean), as the CPU does, so float32 statistics keep precision.
-  const double mean = p[0];
-  double s0 = 0.0, s1 = 0.0, s2 = 0.0, fm = 0.0;
-  for (int64_t b = n.b0; b < n.batch; b += n.bstep) {
-    const double fb = n.f[b];
-    if (fb == 0.0) continue;
-    if (n.m != nullptr && n.m[b * n.num_vars]) {
-      fm += fb;
-      continue;
-    }
-    const double d = static_cast<double>(n.x[b * n.num_vars]) - mean;
-    s0 += fb;
-    s1 += fb * d;
-    s2 += fb * d * d;
-  }
-  s0 = block_sum(s0, sh);
-  s1 = block_sum(s1, sh);
-  s2 = block_sum(s2, sh);
-  fm = block_sum(fm, sh);
-  if (threadIdx.x == 0) {
-    if (fm != 0.0) {
-      const double sd = p[1];
-      s2 += fm * sd * sd;
-      s0 += fm;
-    }
-    if (s1 != 0.0) atomicAdd(pf + 0, static_cast<float>(s1));
-    if (s2 != 0.0) atomicAdd(pf + 1, static_cast<float>(s2));
-    if (s0 != 0.0) atomicAdd(pf + 2, static_cast<float>(s0));
-  }
-}
-
-template <class T>
-__global__ void __launch_bounds__(kThreads) input_backward_kernel(
-    Dist dist, int64_t row_start, int64_t num_nodes, const int32_t* var, const int64_t* param_offset,
-    const int32_t* num_cats, const float* params, const T* x, const uint8_t* missing, int64_t num_vars,
-    const float* flows, float* param_flows, int64_t batch) {
-  __shared__ double sh[kWarps];
+__global__ void __launch_bounds__(kThreads) gaussian_backward_kernel(
+    int64_t row_start, int64_t num_nodes, const int32_t* var, const int64_t* param_offset, const float* params,
+    const T* x, const uint8_t* missing, int64_t num_vars, const float* flows, float* param_flows,
+    int64_t batch) {
+  __shared__ double partial[kWarps];
   for (int64_t i = blockIdx.x; i < num_nodes; i += gridDim.x) {  // block-uniform
     const int64_t v = var[i], off = param_offset[i];
-    Node<T> n;
-    n.x = x + v;
-    n.m = missing != nullptr ? missing + v : nullptr;
-    n.f = flows + (row_start + i) * batch;
-    n.num_vars = num_vars;
-    n.b0 = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
-    n.bstep = static_cast<int64_t>(gridDim.y) * blockDim.x;
-    n.batch = batch;
+    const T* xv = x + v;
+    const uint8_t* m = missing != nullptr ? missing + v : nullptr;
+    const float* f = flows + (row_start + i) * batch;
     const float* p = params + off;
     float* pf = param_flows + off;
-    if (dist == Dist::Gaussian) {
-      gaussian(n, p, pf, sh);
-    } else {
-      const int64_t K = dist == Dist::Bernoulli ? 2 : num_cats[i];
-      if (K <= 4)
-        small_categorical<4>(n, p, K, pf, sh);
-      else if (K <= 16)
-        small_categorical<16>(n, p, K, pf, sh);
-      else
-        large_categorical(n, p, K, pf, sh);
+    const double mean = p[0];
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, fm = 0.0;
+    for (int64_t b = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x; b < batch;
+         b += static_cast<int64_t>(gridDim.y) * blockDim.x) {
+      const double fb = f[b];
+      if (fb == 0.0) continue;
+      if (m != nullptr && m[b * num_vars]) {
+        fm += fb;
+        continue;
+      }
+      const double d = static_cast<double>(xv[b * num_vars]) - mean;
+      s0 += fb;
+      s1 += fb * d;
+      s2 += fb * d * d;
     }
-    __syncthreads();  // sh is reused by the next node
+    s0 = block_sum(s0, partial);
+    s1 = block_sum(s1, partial);
+    s2 = block_sum(s2, partial);
+    fm = block_sum(fm, partial);
+    if (threadIdx.x == 0) {
+      if (fm != 0.0) {
+        const double sd = p[1];
+        s2 += fm * sd * sd;
+        s0 += fm;
+      }
+      if (s1 != 0.0) atomicAdd(pf + 0, static_cast<float>(s1));
+      if (s2 != 0.0) atomicAdd(pf + 1, static_cast<float>(s2));
+      if (s0 != 0.0) atomicAdd(pf + 2, static_cast<float>(s0));
+    }
+    __syncthreads();  // partial is reused by the next node
   }
 }
-
 
 }  // namespace
 
 void input_backward(const DevInputGroup& g, const float* params, const void* x, DType t, const uint8_t* missing,
                     int64_t num_vars, const float* flows, float* param_flows, int64_t batch, cudaStream_t stream) {
   if (g.num_nodes == 0 || batch == 0) return;
-  const dim3 grid(static_cast<unsigned>(std::min<int64_t>(g.num_nodes, int64_t(1) << 20)),
-                  static_cast<unsigned>(std::min<int64_t>((batch + kChunk - 1) / kChunk, 65535)));
   with_dtype(t, [&](auto tag) {
     using T = decltype(tag);
-    input_backward_kernel<T><<<grid, kThreads, 0, stream>>>(g.dist, g.row_start, g.num_nodes, g.var, g.param_offset,
-                                                           g.num_cats, params, static_cast<const T*>(x), missing,
-                                                           num_vars, flows, param_flows, batch);
+    const T* xt = static_cast<const T*>(x);
+    if (g.dist == Dist::Gaussian) {
+      const dim3 grid(static_cast<unsigned>(std::min<int64_t>(g.num_nodes, kMaxGrid)),
+                      static_cast<unsigned>(std::min<int64_t>((batch + kChunk - 1) / kChunk, 65535)));
+      gaussian_backward_kernel<T><<<grid, kThreads, 0, stream>>>(g.row_start, g.num_nodes, g.var, g.param_offset,
+                                                                params, xt, missing, num_vars, flows, param_flows,
+                                                                batch);
+      PCC_CUDA_CHECK_LAUNCH("input_backward (gaussian)");
+      return;
+    }
+    const Shape sh = shape(g.num_nodes, batch);
+    const dim3 grid(static_cast<unsigned>(std::min<int64_t>((g.num_nodes + sh.run - 1) / sh.run, kMaxGrid)),
+                    static_cast<unsigned>(std::min<int64_t>((batch + sh.tile - 1) / sh.tile, 65535)));
+    discrete_backward_kernel<T><<<grid, kThreads, 0, stream>>>(g.row_start, g.num_nodes, sh, g.var,
+                                                              g.param_offset, g.num_cats, g.dist == Dist::Bernoulli,
+                                                              params, xt, missing, num_vars, flows, param_flows,
+                                                              batch);
     PCC_CUDA_CHECK_LAUNCH("input_backward");
   });
 }

@@ -1,9 +1,13 @@
 // Product layer backward on the GPU: each product node adds its flow to every child row it reads
-// (d log v(node) / d log v(child) = 1). One thread per (node, batch column). When the partition's
+// (d log v(node) / d log v(child) = 1). One thread per (node, 4 batch columns) where rows are 16-byte
+// aligned (float4 and sm_90's vector atomics), else per column. When the partition's
 // children are disjoint (DevProduct::children_disjoint: no non-constant row read twice) a plain
 // read-modify-write is race-free; otherwise, and always for the constant rows kOneRow / kZeroRow
-// that padding shares, the add is an atomicAdd. Zero flows add nothing and are skipped, as on the CPU.
+// that padding shares, the add is an atomicAdd. Zero flows add nothing and are skipped, as on the CPU
+// (a vector where all four are zero; adding a zero changes nothing).
 #include <algorithm>
+#include <cstdint>
+#include <type_traits>
 
 #include "cuda/cuda_check.cuh"
 #include "cuda/ops.cuh"
@@ -14,23 +18,47 @@ namespace {
 
 constexpr int kThreads = 256;
 
+__device__ __forceinline__ void add(float* c, float v, bool plain) {
+  if (plain)
+    *c += v;
+  else
+    atomicAdd(c, v);
+}
+__device__ __forceinline__ void add(float4* c, float4 v, bool plain) {
+  if (plain) {
+    float4 x = *c;
+    *c = make_float4(x.x + v.x, x.y + v.y, x.z + v.z, x.w + v.w);
+  } else {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    atomicAdd(c, v);  // one vector atomic
+#else
+    atomicAdd(&c->x, v.x);
+    atomicAdd(&c->y, v.y);
+    atomicAdd(&c->z, v.z);
+    atomicAdd(&c->w, v.w);
+#endif
+  }
+}
+__device__ __forceinline__ bool is_zero(float v) { return v == 0.0f; }
+__device__ __forceinline__ bool is_zero(float4 v) { return v.x == 0.0f && v.y == 0.0f && v.z == 0.0f && v.w == 0.0f; }
+
+// V columns per thread (V = 4 where rows are 16-byte aligned: a memory-bound op).
+template <int V>
 __global__ void product_backward_kernel(int64_t row_start, int64_t num_nodes, int32_t fanin,
                                         const int32_t* __restrict__ child_rows, bool disjoint, float* flows,
                                         int64_t batch) {
+  using Vec = typename std::conditional<V == 4, float4, float>::type;
+  const int64_t n = batch / V;
   const int64_t bstride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = blockIdx.y; i < num_nodes; i += gridDim.y) {
     const int32_t* rows = child_rows + i * fanin;
-    const float* f = flows + (row_start + i) * batch;
-    for (int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; b < batch; b += bstride) {
-      const float fb = f[b];
-      if (fb == 0.0f) continue;
+    const Vec* f = reinterpret_cast<const Vec*>(flows + (row_start + i) * batch);
+    for (int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; b < n; b += bstride) {
+      const Vec fb = f[b];
+      if (is_zero(fb)) continue;
       for (int32_t k = 0; k < fanin; ++k) {
         const int64_t r = rows[k];
-        float* c = flows + r * batch + b;
-        if (disjoint && r > Plan::kZeroRow && r > Plan::kOneRow)
-          *c += fb;
-        else
-          atomicAdd(c, fb);
+        add(reinterpret_cast<Vec*>(flows + r * batch) + b, fb, disjoint && r > Plan::kZeroRow && r > Plan::kOneRow);
       }
     }
   }
@@ -40,10 +68,17 @@ __global__ void product_backward_kernel(int64_t row_start, int64_t num_nodes, in
 
 void product_backward(const DevProduct& p, float* flows, int64_t batch, cudaStream_t stream) {
   if (p.num_nodes == 0 || batch == 0) return;
-  const dim3 grid(static_cast<unsigned>(std::min<int64_t>((batch + kThreads - 1) / kThreads, 1 << 16)),
+  const bool vec = batch % 4 == 0 && reinterpret_cast<uintptr_t>(flows) % 16 == 0;
+  const int64_t n = vec ? batch / 4 : batch;
+  const dim3 grid(static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 16)),
                   static_cast<unsigned>(std::min<int64_t>(p.num_nodes, 65535)));
-  product_backward_kernel<<<grid, kThreads, 0, stream>>>(p.row_start, p.num_nodes, p.fanin, p.child_rows,
-                                                         p.children_disjoint != 0, flows, batch);
+  const bool disjoint = p.children_disjoint != 0;
+  if (vec)
+    product_backward_kernel<4><<<grid, kThreads, 0, stream>>>(p.row_start, p.num_nodes, p.fanin, p.child_rows,
+                                                              disjoint, flows, batch);
+  else
+    product_backward_kernel<1><<<grid, kThreads, 0, stream>>>(p.row_start, p.num_nodes, p.fanin, p.child_rows,
+                                                              disjoint, flows, batch);
   PCC_CUDA_CHECK_LAUNCH("product_backward");
 }
 

@@ -170,22 +170,26 @@ struct TcLd {
   static constexpr int kW = P == Precision::TF32 ? kBK + 4 : kBK + 8;
   static constexpr int kE = P == Precision::TF32 ? kBN + 8 : kBN + 4;
   static constexpr int kEOffset = kBM * kW;  // E tile within a stage
+  static constexpr int kStageFloats = kEOffset + kBK * kE;
 };
-constexpr int kStageFloats = kBM * (kBK + 8) + kBK * (kBN + 8);  // the larger of the two layouts
 
-// Dynamic shared memory: 2 CTAs of 8 warps per SM (2 x (this + 1 KiB reserved) <= 228 KiB on sm_90).
+// Dynamic shared memory: 2 CTAs of 8 warps per SM, so 2 x (this + 1 KiB reserved) <= 228 KiB on
+// sm_90 (TF32 108 KiB, BF16 112.5 KiB): one byte more and the SM holds one CTA, half the warps.
+template <Precision P>
 struct TcShared {
   // The cp.async ring; after the K loop, the [kBM][kLdC] accumulator tile and then, at kMOffset, the
   // [2][kBN] column shifts (per warp row) of a segment.
-  float ring[kStages * kStageFloats];
+  float ring[kStages * TcLd<P>::kStageFloats];
   int64_t woff[kTab];  // the row tile's weight offsets and child rows, where they fit
   int32_t crow[kTab];
   int32_t differs[kBM / 16];  // block j's child list differs from block j - 1's
 };
 constexpr int kMOffset = kBM * kLdC;
-static_assert(kMOffset + 2 * kBN <= kStages * kStageFloats, "epilogue tiles must fit in the ring");
-static_assert(TcLd<Precision::TF32>::kEOffset + kBK * TcLd<Precision::TF32>::kE <= kStageFloats, "stage");
-static_assert(TcLd<Precision::BF16>::kEOffset + kBK * TcLd<Precision::BF16>::kE <= kStageFloats, "stage");
+constexpr int kMaxSmemPerCta = 113 * 1024;
+static_assert(sizeof(TcShared<Precision::TF32>) <= kMaxSmemPerCta, "two CTAs per SM");
+static_assert(sizeof(TcShared<Precision::BF16>) <= kMaxSmemPerCta, "two CTAs per SM");
+static_assert(kMOffset + 2 * kBN <= kStages * TcLd<Precision::TF32>::kStageFloats, "epilogue tiles fit the ring");
+static_assert(kMOffset + 2 * kBN <= kStages * TcLd<Precision::BF16>::kStageFloats, "epilogue tiles fit the ring");
 
 // One 16-byte chunk of weights (always whole: K and the chunk start are multiples of 4) by the widest
 // copies its alignment allows: weight blocks start anywhere in the parameter buffer.
@@ -284,7 +288,7 @@ __device__ __forceinline__ void tc_group(const float* __restrict__ wa, const flo
 template <Precision P>
 __global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, const int split) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
-  TcShared& sm = *reinterpret_cast<TcShared*>(smem_raw);
+  TcShared<P>& sm = *reinterpret_cast<TcShared<P>*>(smem_raw);
 
   constexpr bool kTf32 = P == Precision::TF32;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -360,7 +364,7 @@ __global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, cons
       // blocks are -inf (E = 0), columns past the batch zero (never stored); W of segment rows only,
       // zero past K and for padding.
       auto issue = [&](int c, int st) {
-        float* ws = sm.ring + st * kStageFloats;
+        float* ws = sm.ring + st * TcLd<P>::kStageFloats;
         float* es = ws + TcLd<P>::kEOffset;
         const int kc0 = kbeg + c * kBK;
 #pragma unroll
@@ -420,7 +424,7 @@ __global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, cons
         if (c + kStages - 1 < nch) issue(c + kStages - 1, (c + kStages - 1) % kStages);
         cp_async_commit();
         if (live) {
-          const float* ws = sm.ring + (c % kStages) * kStageFloats;
+          const float* ws = sm.ring + (c % kStages) * TcLd<P>::kStageFloats;
           const float* wa = ws + (wr0 + g) * TcLd<P>::kW + (kTf32 ? t : 2 * t);
           const float* eb = ws + TcLd<P>::kEOffset + (kTf32 ? t : 2 * t) * TcLd<P>::kE + wc0 + g;
           tc_group<P, 0>(wa, eb, acc, m, live, t);
@@ -582,10 +586,10 @@ TcDevice tc_device() {
   PCC_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
   auto* kernel = sum_forward_tc<P>;
   PCC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      static_cast<int>(sizeof(TcShared))));
+                                      static_cast<int>(sizeof(TcShared<P>))));
   PCC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                                       static_cast<int>(cudaSharedmemCarveoutMaxShared)));
-  PCC_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, sizeof(TcShared)));
+  PCC_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, sizeof(TcShared<P>)));
   d.resident = sms * std::max(per_sm, 1);
   for (int s = kMaxSplit; s > 1; s /= 2) {
     cudaLaunchAttribute attr;
@@ -596,7 +600,7 @@ TcDevice tc_device() {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(s);
     cfg.blockDim = dim3(kThreads);
-    cfg.dynamicSmemBytes = sizeof(TcShared);
+    cfg.dynamicSmemBytes = sizeof(TcShared<P>);
     cfg.attrs = &attr;
     cfg.numAttrs = 1;
     int clusters = 0;
@@ -621,7 +625,7 @@ void launch_tc(const Args& a, cudaStream_t stream) {
   while (split < d.max_split && items * split < d.resident && nch >= 16 * split) split *= 2;
   const int64_t ctas = std::min<int64_t>(items * split, (INT_MAX / split) * split);
   if (split == 1) {
-    sum_forward_tc<P><<<static_cast<unsigned>(ctas), kThreads, sizeof(TcShared), stream>>>(a, 1);
+    sum_forward_tc<P><<<static_cast<unsigned>(ctas), kThreads, sizeof(TcShared<P>), stream>>>(a, 1);
     return;
   }
   cudaLaunchAttribute attr;
@@ -632,7 +636,7 @@ void launch_tc(const Args& a, cudaStream_t stream) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(static_cast<unsigned>(ctas));
   cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = sizeof(TcShared);
+  cfg.dynamicSmemBytes = sizeof(TcShared<P>);
   cfg.stream = stream;
   cfg.attrs = &attr;
   cfg.numAttrs = 1;
