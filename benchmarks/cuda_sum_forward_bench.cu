@@ -329,6 +329,10 @@ int main(int argc, char** argv) {
       {"simt 1x32 root", 1, 32, 8, 1, 512, 1},
       {"simt 16x4", 16, 4, 5, 20, 50, 1, 0.1},
       {"simt b=1 many blocks", 1, 2, 4, 70000, 3, 1, 0.0, 0.02, 0.2, false, false, 1, 5000},
+      // Few warps, long K: the wide SIMT kernel (warps split K), with padding, -inf, zero rows.
+      {"simt 1x32 wide root", 1, 32, 64, 1, 200, 1, 0.1, 0.02, 0.0},
+      {"simt 8x8 wide", 8, 8, 40, 3, 130, 1, 0.1, 0.02, 0.2, false, true},
+      {"simt 2x4 wide underflow", 2, 4, 80, 2, 70, 1, 0.0, 0.0, 0.0, true},
   };
   // Tensor-core paths the cases above leave out. A grid under one wave with >= 16 chunks of 32 K rows
   // splits K over a cluster (the fanin-1500 case above too).

@@ -97,6 +97,7 @@ void layout(const Plan& p, Staging& st, CudaPlan& cp) {
       d.var = st.put(narrow(g.var, "input variable"));
       d.param_offset = st.put(g.param_offset);
       d.num_cats = st.put(narrow(g.num_cats, "category count"));
+      for (int64_t k : g.num_cats) d.max_cats = std::max<int32_t>(d.max_cats, static_cast<int32_t>(std::min<int64_t>(k, INT32_MAX)));
       dl.inputs.push_back(d);
     }
     for (const ProductPartition& pp : l.products) {

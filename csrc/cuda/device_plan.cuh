@@ -20,6 +20,7 @@ struct DevInputGroup {
   const int32_t* var = nullptr;           // [num_nodes]
   const int64_t* param_offset = nullptr;  // [num_nodes]
   const int32_t* num_cats = nullptr;      // [num_nodes]
+  int32_t max_cats = 0;                   // host side: the largest category count (kernel shapes)
 };
 
 struct DevProduct {

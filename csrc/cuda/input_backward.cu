@@ -37,6 +37,7 @@ constexpr int kMinTile = 256;        // batch columns per CTA at least (each til
                                      // missing flow over all the node's slots)
 constexpr int kHistCats = 512;       // slots of a warp's histogram (2 KiB)
 constexpr int64_t kFillCtas = 2048;  // CTAs a grid should have (a few waves of an H100)
+constexpr int64_t kGatherCtas = 512;  // the same where a group has more than kHistCats slots
 constexpr int64_t kMaxGrid = int64_t(1) << 20;
 constexpr int64_t kChunk = 8192;     // Gaussian: batch columns per block (before the grid-stride wrap)
 constexpr unsigned kAll = 0xffffffffu;
@@ -54,11 +55,14 @@ struct Shape {
   int run, tile;
 };
 
-Shape shape(int64_t num_nodes, int64_t batch) {
+// Groups whose categories exceed the shared tables (HMM vocabularies) gather from global memory:
+// fewer, wider CTAs there (kGatherCtas), so each lane has several gathers in flight per node.
+Shape shape(int64_t num_nodes, int64_t batch, bool gather) {
+  const int64_t fill = gather ? kGatherCtas : kFillCtas;
   Shape sh{kMaxRun, kCols};
   const auto ctas = [&] { return (num_nodes + sh.run - 1) / sh.run * ((batch + sh.tile - 1) / sh.tile); };
-  while (sh.run > kWarps && ctas() < kFillCtas) sh.run /= 2;
-  while (sh.tile > kMinTile && ctas() < kFillCtas) sh.tile /= 2;
+  while (sh.run > kWarps && ctas() < fill) sh.run /= 2;
+  while (sh.tile > kMinTile && ctas() < fill) sh.tile /= 2;
   return sh;
 }
 
@@ -227,7 +231,7 @@ void input_backward(const DevInputGroup& g, const float* params, const void* x, 
       PCC_CUDA_CHECK_LAUNCH("input_backward (gaussian)");
       return;
     }
-    const Shape sh = shape(g.num_nodes, batch);
+    const Shape sh = shape(g.num_nodes, batch, g.max_cats > kHistCats);
     const dim3 grid(static_cast<unsigned>(std::min<int64_t>((g.num_nodes + sh.run - 1) / sh.run, kMaxGrid)),
                     static_cast<unsigned>(std::min<int64_t>((batch + sh.tile - 1) / sh.tile, 65535)));
     discrete_backward_kernel<T><<<grid, kThreads, 0, stream>>>(g.row_start, g.num_nodes, sh, g.var,

@@ -32,6 +32,7 @@ constexpr int kCols = 1024;          // batch columns per CTA at most (the stage
 constexpr int kMinTile = 64;         // batch columns per CTA at least
 constexpr int kTableCats = 512;      // slots of a warp's log-probability table (2 KiB)
 constexpr int64_t kFillCtas = 2048;  // CTAs a grid should have (a few waves of an H100)
+constexpr int64_t kGatherCtas = 512;  // the same where a group gathers (more than kTableCats slots)
 constexpr int64_t kMaxGrid = int64_t(1) << 20;
 constexpr unsigned kAll = 0xffffffffu;
 constexpr double kHalfLog2Pi = 0.91893853320467274178;
@@ -43,11 +44,14 @@ struct Shape {
   int run, tile;
 };
 
-Shape shape(int64_t num_nodes, int64_t batch) {
+// Groups whose categories exceed the shared tables (HMM vocabularies) gather from global memory:
+// fewer, wider CTAs there (kGatherCtas), so each lane has several gathers in flight per node.
+Shape shape(int64_t num_nodes, int64_t batch, bool gather) {
+  const int64_t fill = gather ? kGatherCtas : kFillCtas;
   Shape sh{kMaxRun, kCols};
   const auto ctas = [&] { return (num_nodes + sh.run - 1) / sh.run * ((batch + sh.tile - 1) / sh.tile); };
-  while (sh.run > kWarps && ctas() < kFillCtas) sh.run /= 2;
-  while (sh.tile > kMinTile && ctas() < kFillCtas) sh.tile /= 2;
+  while (sh.run > kWarps && ctas() < fill) sh.run /= 2;
+  while (sh.tile > kMinTile && ctas() < fill) sh.tile /= 2;
   return sh;
 }
 
@@ -155,7 +159,7 @@ void input_forward(const DevInputGroup& g, const float* params, const void* x, D
       PCC_CUDA_CHECK_LAUNCH("input_forward (gaussian)");
       return;
     }
-    const Shape sh = shape(g.num_nodes, batch);
+    const Shape sh = shape(g.num_nodes, batch, g.max_cats > kTableCats);
     const dim3 grid(static_cast<unsigned>(std::min<int64_t>((g.num_nodes + sh.run - 1) / sh.run, kMaxGrid)),
                     static_cast<unsigned>(std::min<int64_t>((batch + sh.tile - 1) / sh.tile, 65535)));
     discrete_forward_kernel<T><<<grid, kThreads, 0, stream>>>(g.row_start, g.num_nodes, sh, g.var, g.param_offset,

@@ -31,6 +31,7 @@ constexpr unsigned kFull = 0xffffffffu;
 
 struct Unit {
   int64_t kind, cb, a, b, c;
+  int lcb;  // log2 cb where cb is a power of two (sum blocks always are), else -1
 };
 
 __device__ __forceinline__ Unit load_unit(const int64_t* units, int64_t u) {
@@ -41,6 +42,7 @@ __device__ __forceinline__ Unit load_unit(const int64_t* units, int64_t u) {
   x.a = r[1];
   x.b = r[2];
   x.c = r[3];
+  x.lcb = x.cb > 0 && (x.cb & (x.cb - 1)) == 0 ? __ffsll(x.cb) - 1 : -1;
   return x;
 }
 
@@ -49,7 +51,10 @@ __device__ __forceinline__ int64_t unit_slots(const Unit& u) {
   return u.kind == kSumUnit ? (u.b - u.a) * u.cb : u.b;
 }
 __device__ __forceinline__ int64_t unit_slot(const Unit& u, const int64_t* unit_blocks, int64_t k) {
-  if (u.kind == kSumUnit) return unit_blocks[u.a + k / u.cb] + u.c + k % u.cb;
+  // Shifts, not 64-bit divisions (a call each): this runs once per parameter per pass.
+  if (u.kind == kSumUnit)
+    return u.lcb >= 0 ? unit_blocks[u.a + (k >> u.lcb)] + u.c + (k & (u.cb - 1))
+                      : unit_blocks[u.a + k / u.cb] + u.c + k % u.cb;
   return u.a + k;
 }
 

@@ -21,10 +21,15 @@
 //    values are read from memory once, with no separate max pass, and the final shift is the max over
 //    all K rows, as before.
 //    Where the grid would not fill the device once (2 CTAs per SM; a few large dense layers, HMM's), K
-//    is split over a thread-block cluster of 2-4 CTAs that combine their (accumulator, max) tiles
-//    through distributed shared memory. The epilogue goes through shared memory and stores whole rows.
+//    is split over a thread-block cluster of 2-8 CTAs (the size needing the fewest waves: a cluster
+//    sits inside one GPC, so large clusters fit fewer per device) that combine their (accumulator,
+//    max) tiles through distributed shared memory. The epilogue goes through shared memory and stores
+//    whole rows.
 //  * SIMT float32 path (everything else: b = 1 sparse rows, small blocks): one warp per (block, slice
-//    of up to 8 rows, 64 columns), two columns per lane, weights broadcast from L1.
+//    of up to 8 rows, 64 columns), two columns per lane, weights broadcast from L1. Where that gives
+//    too few warps to fill the device and K is long (root sums over thousands of children), the wide
+//    variant has the 8 warps of a CTA split K for one (block, slice, 32 columns) and combine through
+//    shared memory.
 // Block and child-block sizes are runtime values (powers of two; the tensor-core path needs only
 // b >= 16 and cb >= its k-step), so every shape the compiler or a block-form sum produces runs.
 // Grids: the tensor-core kernel walks (row tile, batch tile) items, batch tiles fastest, grid-stride
@@ -51,11 +56,12 @@ namespace cg = cooperative_groups;
 
 constexpr int kThreads = 256;  // 8 warps
 constexpr int kT = 64;         // SIMT path: batch columns per tile
+constexpr int64_t kWideBelowWarps = 4096;  // SIMT: fewer warps than this (a few per SM) and long K: wide
 // Tensor-core path: tile rows, batch columns, K rows per stage, ring stages.
 constexpr int kBM = 128, kBN = 128, kBK = 32, kStages = 3;
 constexpr int kLdC = kBN + 8;  // accumulator tile rows: float2 stores of a warp hit distinct banks
 constexpr int kTab = 256;      // child-list / weight-offset entries of a row tile cached in shared memory
-constexpr int kMaxSplit = 4;   // CTAs per cluster that split K
+constexpr int kMaxSplit = 8;   // CTAs per cluster that split K (the portable cluster limit)
 constexpr unsigned kFull = 0xffffffffu;
 // As csrc/cpu/sum.cpp: sums below this are recomputed with the row's own shift.
 constexpr float kTrustedSum = 1e-30f;
@@ -459,7 +465,7 @@ __global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, cons
       }
       if (split > 1) cg::this_cluster().sync(); else __syncthreads();
       {
-        const int rs = kBM / split;
+        const int rs = (kBM + split - 1) / split;  // rows per CTA of the cluster
         const int q0 = max(r0, rank * rs), q1 = min(r1, rank * rs + rs);
         const int col = tid & (kBN - 1);
         if (col < cols) {
@@ -560,16 +566,77 @@ __global__ void __launch_bounds__(kThreads, 4) sum_forward_simt(const Args a, in
   }
 }
 
+// SIMT, K split over the warps of a CTA: CTA per (block, RB-row slice, 32 columns), lane = column,
+// warp w takes the K entries k = w, w + 8, ...; the column max and then the sums are combined in
+// shared memory. Same result as sum_forward_simt up to the order of the float additions.
+template <int RB>
+__global__ void __launch_bounds__(kThreads, 4) sum_forward_wide(const Args a, int64_t num_items) {
+  __shared__ float red[kThreads / 32][RB][32];
+  __shared__ float colmax[32];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int slices = a.b / RB, cb = a.cb, K = a.fanin * cb;
+  for (int64_t item = blockIdx.x; item < num_items; item += gridDim.x) {
+    const int64_t blk = item / slices;
+    const int r0 = static_cast<int>(item % slices) * RB;
+    const int32_t* crow = a.child_rows + blk * a.fanin;
+    const int64_t* woff = a.weight_offsets + blk * a.fanin;
+    for (int64_t tile = blockIdx.y; tile * 32 < a.batch; tile += gridDim.y) {
+      const int64_t col = tile * 32 + lane;
+      const bool ok = col < a.batch;
+      float m = neg_inf();
+      for (int k = warp; k < K; k += kThreads / 32) {
+        const int32_t r = crow[k / cb];
+        if (r >= 0 && ok) m = fmaxf(m, a.values[(static_cast<int64_t>(r) + k % cb) * a.batch + col]);
+      }
+      red[warp][0][lane] = m;
+      __syncthreads();
+      if (warp == 0) {
+        float mm = red[0][0][lane];
+        for (int w = 1; w < kThreads / 32; ++w) mm = fmaxf(mm, red[w][0][lane]);
+        colmax[lane] = mm == neg_inf() ? 0.0f : mm;
+      }
+      __syncthreads();
+      const float shift = colmax[lane];
+      float acc[RB];
+#pragma unroll
+      for (int q = 0; q < RB; ++q) acc[q] = 0.0f;
+      for (int k = warp; k < K; k += kThreads / 32) {
+        const int32_t r = crow[k / cb];
+        if (r < 0) continue;
+        const float e = ok ? __expf(a.values[(static_cast<int64_t>(r) + k % cb) * a.batch + col] - shift) : 0.0f;
+        const float* w = a.params + woff[k / cb] + static_cast<int64_t>(r0) * cb + k % cb;
+#pragma unroll
+        for (int q = 0; q < RB; ++q) acc[q] = fmaf(w[q * cb], e, acc[q]);
+      }
+#pragma unroll
+      for (int q = 0; q < RB; ++q) red[warp][q][lane] = acc[q];
+      __syncthreads();
+      if (warp == 0 && ok) {
+#pragma unroll
+        for (int q = 0; q < RB; ++q) {
+          float sum = 0.0f;
+          for (int w = 0; w < kThreads / 32; ++w) sum += red[w][q][lane];
+          float* out = a.values + (static_cast<int64_t>(a.out_rows[blk]) + r0 + q) * a.batch;
+          out[col] = trusted(sum) ? logf(sum) + shift : exact_output(a, blk, r0 + q, col);
+        }
+      }
+      __syncthreads();  // red and colmax are reused by the next tile
+    }
+  }
+}
+
 int ilog2(int x) {
   int l = 0;
   while ((1 << l) < x) ++l;
   return l;
 }
 
-// Per device and precision, once: the tensor-core kernel's shared-memory opt-in (2 CTAs of ~113 KiB
-// per SM), how many CTAs fit on the device at once, and the largest K-split cluster it can schedule.
+// Per device and precision, once: the tensor-core kernel's shared-memory opt-in (2 CTAs of ~110 KiB
+// per SM), how many CTAs fit on the device at once, and for each cluster size how many clusters do
+// (clusters live inside one GPC, so 4-CTA clusters fit fewer than a quarter of the CTA slots).
 struct TcDevice {
-  int resident = 1, max_split = 1;
+  int resident = 1;
+  int clusters[kMaxSplit + 1] = {};  // [s]: clusters of s CTAs resident at once (0: not schedulable)
 };
 
 template <Precision P>
@@ -591,7 +658,7 @@ TcDevice tc_device() {
                                       static_cast<int>(cudaSharedmemCarveoutMaxShared)));
   PCC_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, sizeof(TcShared<P>)));
   d.resident = sms * std::max(per_sm, 1);
-  for (int s = kMaxSplit; s > 1; s /= 2) {
+  for (int s = 2; s <= kMaxSplit; ++s) {
     cudaLaunchAttribute attr;
     attr.id = cudaLaunchAttributeClusterDimension;
     attr.val.clusterDim.x = s;
@@ -604,25 +671,40 @@ TcDevice tc_device() {
     cfg.attrs = &attr;
     cfg.numAttrs = 1;
     int clusters = 0;
-    if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) == cudaSuccess && clusters > 0) {
-      d.max_split = s;
-      break;
-    }
-    (void)cudaGetLastError();  // a refused query is an answer, not an error to report later
+    if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) == cudaSuccess)
+      d.clusters[s] = clusters;
+    else
+      (void)cudaGetLastError();  // a refused query is an answer, not an error to report later
   }
   cache[dev] = d;
   return d;
+}
+
+// CTAs per cluster that split K: the fewest waves times chunks per CTA (plus about two chunks' worth
+// of cluster epilogue), so a small grid with long K (HMM-2048: 64 items x 64 chunks) fills the device
+// in one wave: 3-CTA clusters all fit where 4-CTA clusters would leave a second wave.
+int choose_split(const TcDevice& d, int64_t items, int64_t nch) {
+  if (items >= d.resident) return 1;  // the grid fills the device already
+  int best = 1;
+  int64_t best_cost = ((items + d.resident - 1) / d.resident) * nch;
+  for (int s = 2; s <= kMaxSplit; ++s) {
+    if (d.clusters[s] <= 0 || nch < 2 * s) continue;
+    const int64_t waves = (items + d.clusters[s] - 1) / d.clusters[s];
+    const int64_t cost = waves * ((nch + s - 1) / s + 2);
+    if (cost < best_cost) {
+      best = s;
+      best_cost = cost;
+    }
+  }
+  return best;
 }
 
 template <Precision P>
 void launch_tc(const Args& a, cudaStream_t stream) {
   const int64_t items = a.items;
   const TcDevice d = tc_device<P>();
-  // Split K over a cluster while the grid does not fill the device once and each CTA keeps >= 8
-  // chunks (HMM-2048: 64 items x 64 chunks -> 4 x 16).
   const int64_t nch = (static_cast<int64_t>(a.fanin) * a.cb + kBK - 1) / kBK;
-  int split = 1;
-  while (split < d.max_split && items * split < d.resident && nch >= 16 * split) split *= 2;
+  const int split = choose_split(d, items, nch);
   const int64_t ctas = std::min<int64_t>(items * split, (INT_MAX / split) * split);
   if (split == 1) {
     sum_forward_tc<P><<<static_cast<unsigned>(ctas), kThreads, sizeof(TcShared<P>), stream>>>(a, 1);
@@ -682,6 +764,20 @@ void sum_forward(const DevSum& s, const float* params, float* values, int64_t ba
     const unsigned grid_y = static_cast<unsigned>(std::min<int64_t>(a.num_tiles, 65535));
     const int rb = b < 8 ? b : 8;
     const int64_t items = s.num_blocks * (b / rb);
+    const int64_t K = static_cast<int64_t>(s.fanin) * cb;
+    if (K >= 256 && items * a.num_tiles < kWideBelowWarps) {
+      const int64_t tiles = (batch + 31) / 32;
+      const dim3 grid(static_cast<unsigned>(std::min<int64_t>(items, 65535)),
+                      static_cast<unsigned>(std::min<int64_t>(tiles, 65535)));
+      switch (rb) {
+        case 1: sum_forward_wide<1><<<grid, kThreads, 0, stream>>>(a, items); break;
+        case 2: sum_forward_wide<2><<<grid, kThreads, 0, stream>>>(a, items); break;
+        case 4: sum_forward_wide<4><<<grid, kThreads, 0, stream>>>(a, items); break;
+        default: sum_forward_wide<8><<<grid, kThreads, 0, stream>>>(a, items); break;
+      }
+      PCC_CUDA_CHECK_LAUNCH("sum_forward (wide)");
+      return;
+    }
     const int64_t ctas = (items + kThreads / 32 - 1) / (kThreads / 32);
     PCC_CHECK(ctas <= INT_MAX, "sum_forward: too many sum blocks (", s.num_blocks, ")");
     const dim3 grid(static_cast<unsigned>(ctas), grid_y);
