@@ -548,16 +548,59 @@ Plan chunk_input_readers(const Plan& p, int64_t max_rows, std::vector<int64_t>& 
       continue;
     }
     const int64_t fam = static_cast<int64_t>(q.layers.size());  // named by its first run
-    std::vector<int64_t> owner(vecs.size(), -1);  // run that read the vector first
-    std::map<int64_t, int64_t> copy_of;           // this run's copies: vector -> first row
+    // The runs: whole vectors of the layer's partitions, in order, about max_rows input reads each.
+    struct Piece {
+      int64_t part, i, j, run;
+    };
+    std::vector<Piece> pieces;
     int64_t run = 0, in_run = 0;
-    Layer chunk;
-    chunk.kind = LayerKind::Product;
+    for (size_t pi = 0; pi < l.products.size(); ++pi) {
+      const ProductPartition& pp = l.products[pi];
+      for (int64_t i = 0, j; i < pp.num_nodes; i = j) {
+        j = i + 1;  // the vector [i, j)
+        while (j < pp.num_nodes && !starts[pp.row_start + j]) ++j;
+        const int64_t reads = std::count_if(pp.child_rows.begin() + i * pp.fanin,
+                                            pp.child_rows.begin() + j * pp.fanin, reads_input);
+        if (in_run > 0 && in_run + reads > max_rows) {
+          ++run;
+          in_run = 0;
+        }
+        pieces.push_back({static_cast<int64_t>(pi), i, j, run});
+        in_run += reads;
+      }
+    }
+    // Which input vectors each run must copy (an earlier run read them); where the copies would add
+    // more than half the rows the layer reads (RAT-SPN's repetitions all read every input), the
+    // layer stays whole: computing its inputs several times over costs more time than rows save.
+    std::vector<int64_t> owner(vecs.size(), -1);  // the run that reads the original
+    std::vector<int64_t> copied(vecs.size(), -1);  // the last run that copied it
+    int64_t distinct = 0, copy_rows = 0;
+    for (const Piece& pc : pieces) {
+      const ProductPartition& pp = l.products[pc.part];
+      for (int64_t e = pc.i * pp.fanin; e < pc.j * pp.fanin; ++e) {
+        const int64_t r = pp.child_rows[e];
+        if (!reads_input(r)) continue;
+        const int64_t v = vec_of_row[r], n = vecs[v].end - vecs[v].begin;
+        if (owner[v] < 0) {
+          owner[v] = pc.run;
+          distinct += n;
+        } else if (owner[v] != pc.run && !pad_first[vecs[v].end] && copied[v] != pc.run) {
+          copied[v] = pc.run;
+          copy_rows += n;
+        }
+      }
+    }
+    if (run == 0 || 2 * copy_rows > distinct) {
+      q.layers.push_back(l);
+      family.push_back(-1);
+      continue;
+    }
+    std::map<int64_t, int64_t> copy_of;  // the current run's copies: vector -> first row
+    int64_t cur = 0;
     auto redirect = [&](int64_t r) {
       if (!reads_input(r)) return r;
       const int64_t v = vec_of_row[r];
-      if (owner[v] < 0) owner[v] = run;
-      if (owner[v] == run || pad_first[vecs[v].end]) return r;
+      if (owner[v] == cur || pad_first[vecs[v].end]) return r;
       auto [it, fresh] = copy_of.emplace(v, q.num_rows);
       if (fresh) {
         // Copies of one distribution made one after another form one group (their rows follow each
@@ -579,41 +622,32 @@ Plan chunk_input_readers(const Plan& p, int64_t max_rows, std::vector<int64_t>& 
       }
       return it->second + (r - vecs[v].begin);
     };
-    for (const ProductPartition& pp : l.products) {
-      int64_t i = 0;
-      while (i < pp.num_nodes) {
-        int64_t j = i + 1;  // the vector [i, j)
-        while (j < pp.num_nodes && !starts[pp.row_start + j]) ++j;
-        const int64_t reads = std::count_if(pp.child_rows.begin() + i * pp.fanin,
-                                            pp.child_rows.begin() + j * pp.fanin, reads_input);
-        if (in_run > 0 && in_run + reads > max_rows) {
-          q.layers.push_back(std::move(chunk));
-          family.push_back(fam);
-          chunk = Layer();
-          chunk.kind = LayerKind::Product;
-          in_run = 0;
-          ++run;
-          copy_of.clear();
-        }
-        // Extend this partition's piece in the run, or start one.
-        if (chunk.products.empty() || chunk.products.back().row_start + chunk.products.back().num_nodes !=
-                                          pp.row_start + i || chunk.products.back().fanin != pp.fanin) {
-          ProductPartition piece;
-          piece.fanin = pp.fanin;
-          piece.row_start = pp.row_start + i;
-          chunk.products.push_back(std::move(piece));
-        }
-        ProductPartition& piece = chunk.products.back();
-        for (int64_t e = i * pp.fanin; e < j * pp.fanin; ++e) piece.child_rows.push_back(redirect(pp.child_rows[e]));
-        piece.num_nodes += j - i;
-        in_run += reads;
-        i = j;
+    Layer chunk;
+    chunk.kind = LayerKind::Product;
+    for (const Piece& pc : pieces) {
+      if (pc.run != cur) {
+        q.layers.push_back(std::move(chunk));
+        family.push_back(fam);
+        chunk = Layer();
+        chunk.kind = LayerKind::Product;
+        cur = pc.run;
+        copy_of.clear();
       }
+      const ProductPartition& pp = l.products[pc.part];
+      // Extend this partition's piece in the run, or start one.
+      if (chunk.products.empty() || chunk.products.back().row_start + chunk.products.back().num_nodes !=
+                                        pp.row_start + pc.i || chunk.products.back().fanin != pp.fanin) {
+        ProductPartition piece;
+        piece.fanin = pp.fanin;
+        piece.row_start = pp.row_start + pc.i;
+        chunk.products.push_back(std::move(piece));
+      }
+      ProductPartition& piece = chunk.products.back();
+      for (int64_t e = pc.i * pp.fanin; e < pc.j * pp.fanin; ++e) piece.child_rows.push_back(redirect(pp.child_rows[e]));
+      piece.num_nodes += pc.j - pc.i;
     }
-    if (!chunk.products.empty()) {
-      q.layers.push_back(std::move(chunk));
-      family.push_back(fam);
-    }
+    q.layers.push_back(std::move(chunk));
+    family.push_back(fam);
   }
   if (!copies.empty()) {
     auto first_input = std::find_if(q.layers.begin(), q.layers.end(),

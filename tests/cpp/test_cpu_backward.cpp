@@ -551,39 +551,23 @@ void test_random_circuits() {
 }
 
 // A chain 200+ layers deep: S_k = sum(P_k), P_k = S_{k-1} x I_k. Log-likelihoods of hundreds of nats.
-// RAT-SPN's first layer in small: repetitions multiply the same input vectors in other groupings.
-// Split into runs (chunk_input_rows), each run's inputs share one region, are recomputed before its
-// backward, and shared inputs are copied: flows and EM must not notice.
+// RAT-SPN's first layer in small (samples.h), split into runs (chunk_input_rows): each run's inputs
+// share one region, are recomputed before its backward, and inputs an earlier run read are copied:
+// flows and EM must not notice.
 void test_input_runs() {
-  Builder b;
-  std::vector<VarInfo> vars;
-  std::vector<int64_t> in;
-  for (int64_t v = 0; v < 8; ++v) {
-    vars.push_back({Dist::Categorical, 3});
-    in.push_back(b.input(v, 8, Dist::Categorical, 3, b.group(normalized(8, 3))));
-  }
-  std::vector<int64_t> reps;
-  for (int64_t rep = 0; rep < 3; ++rep) {
-    std::vector<int64_t> regions;
-    for (int64_t k = 0; k < 4; ++k) {
-      const int64_t x = in[(2 * k + rep) % 8], y = in[(2 * k + 1 + 3 * rep) % 8];
-      if (x == y) continue;
-      regions.push_back(b.sum({b.product({x, y}, 8)}, 8, SumForm::Dense, b.group(normalized(8, 8))));
-    }
-    reps.push_back(b.product(regions, 8));
-  }
-  b.sum(reps, 1, SumForm::Dense, b.group(normalized(1, 24)));
+  const Circuit c = repetitions_circuit(8);
+  const std::vector<VarInfo> vars(8, VarInfo{Dist::Categorical, 3});
   for (int64_t rows : {1, 16, 40}) {
     CompileOptions runs;
     runs.chunk_input_rows = rows;
-    const Plan plan = compile(b.c, runs);
+    const Plan plan = compile(c, runs);
     const std::string name = "input runs of " + std::to_string(rows) + " rows";
     const int64_t B = 1 + randint(90);
-    const Data dm = make_data(b.c, vars, B, 0.2);
+    const Data dm = make_data(c, vars, B, 0.2);
     const std::vector<float> rf = root_flows(B, 1, false);
-    const Run r = check_flows(name.c_str(), b.c, plan, dm, rf, 1e-4);
-    check_grads(name.c_str(), b.c, plan, dm, rf, r);
-    check_em(name.c_str(), b.c, plan, dm, rf, 0.6, 0.3);
+    const Run r = check_flows(name.c_str(), c, plan, dm, rf, 1e-4);
+    check_grads(name.c_str(), c, plan, dm, rf, r);
+    check_em(name.c_str(), c, plan, dm, rf, 0.6, 0.3);
   }
 }
 

@@ -282,29 +282,21 @@ int main() {
     const int64_t late_layer = layer_of(p.vector_rows[late], p.vector_rows[deep]);  // already the last
     CHECK(late_layer >= reader - 2 && late_layer < reader);
   }
-  {  // RAT-SPN's first layer: repetitions multiply the same input vectors in different groupings.
-     // Split into runs (inputs copied where an earlier run read them), the inputs of one run at a
-     // time hold rows, not all of them.
-    Builder b;
-    std::vector<int64_t> in;
-    for (int64_t v = 0; v < 8; ++v) in.push_back(b.input(v, 16, Dist::Categorical, 3, b.group(normalized(16, 3))));
-    std::vector<int64_t> reps;
-    for (int64_t rep = 0; rep < 3; ++rep) {
-      std::vector<int64_t> regions;
-      for (int64_t k = 0; k < 4; ++k) {
-        const int64_t a = in[(2 * k + rep) % 8], c = in[(2 * k + 1 + 3 * rep) % 8];
-        if (a == c) continue;
-        regions.push_back(b.sum({b.product({a, c}, 16)}, 16, SumForm::Dense, b.group(normalized(16, 16))));
-      }
-      reps.push_back(b.product(regions, 16));
-    }
-    b.sum(reps, 1, SumForm::Dense, b.group(normalized(1, 48)));
+  {  // RAT-SPN's first layer split into runs (inputs copied where an earlier run read them): the
+     // inputs of one run at a time hold rows, not all of them.
+    const Circuit c = repetitions_circuit();
     pcc::CompileOptions whole, runs;
     whole.chunk_input_rows = 1 << 30;
     runs.chunk_input_rows = 32;
-    const pcc::Plan pw = pcc::compile(b.c, whole), pr = pcc::compile(b.c, runs);
+    const pcc::Plan pw = pcc::compile(c, whole), pr = pcc::compile(c, runs);
     CHECK(pr.num_rows < pw.num_rows);
     CHECK(pr.layers.size() > pw.layers.size());
+    auto groups = [](const pcc::Plan& p) {
+      size_t n = 0;
+      for (const auto& l : p.layers) n += l.inputs.size();
+      return n;
+    };
+    CHECK(groups(pr) > groups(pw));  // copies of variable 0's shared vector
     int64_t twice = 0;  // recompute entries naming an input group in two layers' lists
     std::map<std::pair<int64_t, int64_t>, int> seen;
     for (const auto& l : pr.layers)
