@@ -285,7 +285,7 @@ def gpu_turn(args):
 
 
 def run_config(name, args, device):
-    r = {"config": name}
+    r = {"config": name, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
     t0 = time.perf_counter()
     torch.manual_seed(0)
     if name.startswith("hclt") and device.type == "cuda":
@@ -466,7 +466,11 @@ def geomean(xs):
 
 
 def summary(results, args, device):
-    lines = [f"device: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}; batch {args.batch}; "
+    if args.merge:  # the devices the runs recorded (results of older runs have none)
+        where = ", ".join(sorted({r.get("device", "not recorded") for r in results}))
+    else:
+        where = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    lines = [f"device: {where}; batch {args.batch}; "
              f"median of {args.reps}; pcc precision {args.precision}; EM step_size {args.step_size}, "
              f"pseudocount {args.pseudocount}; LL errors: max |ll - ref| / max(1, |ref|) on {args.ref_rows} "
              f"rows vs pcc.reference (float64); after one EM step on {args.em_rows} rows, max |a-b| / "
