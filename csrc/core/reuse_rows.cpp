@@ -16,12 +16,20 @@
 // stays alive as long as that product (its recompute needs it), so when the backward recomputes a
 // vector its children are already there.
 //
+// Sum vectors share too, in time: a sum's rows are free before its layer runs in the forward and
+// again once its layer's backward has run (its parents' backward ran before), while a transient is
+// alive only between its first and last reader and recomputed there in the backward. So a sum of
+// layer L takes the interval [L, end] and may reuse the rows of transients whose last reader comes
+// before L (RAT-SPN's and PD's inputs of the first layers). Only the values and flows the API
+// returns stay put: the root's, and rows that padding or constants pin.
+//
 // Units of relocation are whole IR vectors (a sum child block never straddles two vectors). Vectors
 // of one partition (or input group) with the same lifetime are bundled and placed back to back, so
 // they stay one launch. Moving whole vectors keeps every sum block's place inside its vector, which
-// is all the block layout depends on. Persistent rows (kOneRow, kZeroRow, sums, the root, input
-// vectors followed by -inf padding, which no input op writes) are packed first, in their order, then
-// the scratch region, allocated first fit over layer intervals.
+// is all the block layout depends on. Fixed rows (kOneRow, kZeroRow, the root, padding, input vectors
+// followed by -inf padding, which no input op writes, persistent products) are packed first, in
+// their order, then the shared region: transient bundles and sum vectors, first fit over layer
+// intervals.
 #include <algorithm>
 #include <map>
 #include <tuple>
@@ -66,6 +74,7 @@ class Reuse {
     extend_lifetimes();
     if (std::none_of(atoms_.begin(), atoms_.end(), [](const Atom& a) { return a.transient; })) return p_;
     make_bundles();
+    find_sum_spans();
     allocate();
     return rewrite();
   }
@@ -316,7 +325,78 @@ class Reuse {
     return out;
   }
 
-  // Scratch offsets: bundles in order of their first layer, first fit over the free gaps.
+  // Sum vectors that may move: their block rows, written by layer `layer` (old index). A vector
+  // holding a root row or a padding row stays fixed.
+  struct SumSpan {
+    int64_t begin = 0, end = 0, layer = 0;
+    Bundle slot;  // its interval and offset in the shared region
+  };
+  std::vector<SumSpan> sums_;
+  std::vector<int64_t> span_of_row_;  // -1: not in a movable sum vector
+
+  void find_sum_spans() {
+    std::vector<int64_t> starts;
+    for (int64_t r : p_.vector_rows)
+      if (r >= 0) starts.push_back(r);
+    std::sort(starts.begin(), starts.end());
+    std::map<int64_t, SumSpan> by_start;  // vector start -> its blocks' rows
+    for (size_t li = 0; li < p_.layers.size(); ++li)
+      for (const SumPartition& sp : p_.layers[li].sums)
+        for (int64_t r0 : sp.out_rows) {
+          auto it = std::upper_bound(starts.begin(), starts.end(), r0);
+          if (it == starts.begin()) continue;
+          auto [s, fresh] = by_start.emplace(*std::prev(it), SumSpan());
+          SumSpan& span = s->second;
+          if (fresh) {
+            span.begin = r0;
+            span.end = r0 + sp.block_size;
+            span.layer = static_cast<int64_t>(li);
+          }
+          span.begin = std::min(span.begin, r0);
+          span.end = std::max(span.end, r0 + sp.block_size);
+          if (span.layer != static_cast<int64_t>(li)) span.layer = -1;  // written by two layers: stays
+        }
+    std::vector<uint8_t> pinned(p_.num_rows + 1, 0);
+    for (const auto& [first, n] : p_.pad_ranges)
+      for (int64_t r = std::max<int64_t>(first, 0); r < std::min(first + n, p_.num_rows); ++r) pinned[r] = 1;
+    for (int64_t r = p_.root_row; r < p_.root_row + p_.num_root_nodes; ++r) pinned[r] = 1;
+    // Candidates, then those some child block reads only partly (a reader's child block reaching
+    // into padding past the vector's own blocks) are dropped: a block must move in one piece.
+    std::vector<SumSpan> cand;
+    std::vector<int64_t> cand_of_row(p_.num_rows, -1);
+    for (auto& [start, span] : by_start) {
+      bool ok = span.layer >= 0 && new_index_[span.layer] >= 0 && span.begin >= start;
+      for (int64_t r = span.begin; r < span.end && ok; ++r) ok = !pinned[r] && atom_of_row_[r] < 0 && cand_of_row[r] < 0;
+      if (!ok) continue;
+      for (int64_t r = span.begin; r < span.end; ++r) cand_of_row[r] = static_cast<int64_t>(cand.size());
+      cand.push_back(span);
+    }
+    std::vector<uint8_t> dropped(cand.size(), 0);
+    for (const Layer& l : p_.layers)
+      for (const SumPartition& sp : l.sums)
+        for (int64_t r : sp.child_rows) {
+          if (r < 0) continue;
+          const int64_t e = std::min(r + sp.child_block_size, p_.num_rows);
+          for (int64_t k = r; k < e; ++k)
+            if (cand_of_row[k] != cand_of_row[r]) {
+              if (cand_of_row[k] >= 0) dropped[cand_of_row[k]] = 1;
+              if (cand_of_row[r] >= 0) dropped[cand_of_row[r]] = 1;
+            }
+        }
+    span_of_row_.assign(p_.num_rows, -1);
+    for (size_t i = 0; i < cand.size(); ++i) {
+      if (dropped[i]) continue;
+      SumSpan span = cand[i];
+      span.slot.start = new_index_[span.layer];
+      span.slot.last = num_layers_ - 1;  // its values are read until its own backward
+      span.slot.size = span.end - span.begin;
+      for (int64_t r = span.begin; r < span.end; ++r) span_of_row_[r] = static_cast<int64_t>(sums_.size());
+      sums_.push_back(span);
+    }
+  }
+
+  // Shared-region offsets: bundles and sum vectors in order of their first layer, first fit over the
+  // free gaps.
   void allocate() {
     for (Bundle& b : bundles_)
       for (int64_t ai : b.atoms) b.size += atoms_[ai].end - atoms_[ai].begin;
@@ -343,6 +423,7 @@ class Reuse {
     for (Bundle& b : bundles_)
       if (b.family < 0) slots.push_back(&b);
     for (auto& [fam, reg] : regions) slots.push_back(&reg);
+    for (SumSpan& sp : sums_) slots.push_back(&sp.slot);
     std::stable_sort(slots.begin(), slots.end(), [](const Bundle* x, const Bundle* y) { return x->start < y->start; });
     std::vector<const Bundle*> live;  // slots holding rows
     for (Bundle* b : slots) {
@@ -365,17 +446,19 @@ class Reuse {
   }
 
   Plan rewrite() {
-    // Row map: persistent rows packed first, in order (kOneRow and kZeroRow stay 0 and 1), then
-    // the scratch region, each bundle's atoms back to back.
+    // Row map: fixed rows packed first, in order (kOneRow and kZeroRow stay 0 and 1), then the
+    // shared region: each bundle's atoms back to back, each sum vector in one piece.
     std::vector<int64_t> map(p_.num_rows, -1);
     int64_t scratch = 0;
     for (int64_t r = 0; r < p_.num_rows; ++r)
-      if (atom_of_row_[r] < 0 || !atoms_[atom_of_row_[r]].transient) map[r] = scratch++;
+      if ((atom_of_row_[r] < 0 || !atoms_[atom_of_row_[r]].transient) && span_of_row_[r] < 0) map[r] = scratch++;
     for (const Bundle& b : bundles_) {
       int64_t at = scratch + b.offset;
       for (int64_t ai : b.atoms)
         for (int64_t k = atoms_[ai].begin; k < atoms_[ai].end; ++k) map[k] = at++;
     }
+    for (const SumSpan& sp : sums_)
+      for (int64_t k = sp.begin; k < sp.end; ++k) map[k] = scratch + sp.slot.offset + (k - sp.begin);
     auto row = [&](int64_t r) { return r < 0 ? r : map[r]; };
 
     Plan q;

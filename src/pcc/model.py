@@ -17,7 +17,9 @@ one of two forms, so that training never holds more parameter-sized tensors than
 `state_dict()` holds `log_params` in both forms, so either form loads the other's.
 
 A forward pass allocates the node-value workspace with torch and hands raw pointers to the backend;
-under `torch.no_grad()` it is freed on return, otherwise it is kept for the backward pass.
+under `torch.no_grad()` it is freed on return, otherwise it is kept for the backward pass, which
+overwrites parts of it (rows are shared over time): a graph runs backward once (`retain_graph=True`
+and a second backward raise torch's in-place modification error).
 """
 import numpy as np
 import torch
@@ -52,15 +54,19 @@ class _CircuitFunction(torch.autograd.Function):
         x, missing, values, params = ctx.saved_tensors
         # EM statistics are the flows of the summed log-likelihood (root flow 1 per sample), whatever
         # the loss's scale; the backend adds them straight into the model's accumulator.
+        # A flow pass overwrites workspace rows the forward left (reuse_rows shares them), so a second
+        # pass over the same values needs its own copy, and a later backward over them must refuse.
         ones = torch.ones(grad_out.shape, dtype=torch.float32, device=grad_out.device)
-        model._backward(x, missing, values, params, ones, model.param_flows)
+        grads = ctx.needs_input_grad[3]
+        model._backward(x, missing, values.clone() if grads else values, params, ones, model.param_flows)
         grad = None
-        if ctx.needs_input_grad[3]:
+        if grads:
             # Gradients: flows with each sample weighted by d loss / d log p(x).
             gstats = torch.zeros_like(params)
             model._backward(x, missing, values, params, grad_out.contiguous().float(), gstats)
             grad = torch.zeros_like(params)
             model._backend().param_grads(params, gstats, grad)
+        increment_version(values)
         return None, None, None, grad, None
 
 

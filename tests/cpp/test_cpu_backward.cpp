@@ -296,12 +296,13 @@ Run check_flows(const char* name, const Circuit& c, const Plan& plan, const Data
   int bad = 0;
   for (float x : r.flows) CHECK(!std::isnan(x));
   for (float x : r.pflow) CHECK(!std::isnan(x));
-  // Node flows, per sample: all of them where every vector keeps its rows, else the sums' (the rows
-  // of transient inputs and products hold whatever vector used them last).
+  // Node flows, per sample, and their conservation: only where every vector keeps its rows (with
+  // reuse_rows, the rows of a vector hold whatever vector used them last; parameter flows, which
+  // every node flow feeds, are the pass's output either way).
   bool all_rows = true;
   for (const Layer& l : plan.layers) all_rows = all_rows && l.recompute.empty();
-  for (size_t id = 0; id < c.nodes.size(); ++id) {
-    if (R.flow[id].empty() || (!all_rows && c.nodes[id].kind != NodeKind::Sum)) continue;
+  for (size_t id = 0; id < c.nodes.size() && all_rows; ++id) {
+    if (R.flow[id].empty()) continue;
     const int64_t row = plan.vector_rows[id];
     for (int64_t i = 0; i < c.nodes[id].num_nodes; ++i)
       for (int64_t b = 0; b < d.B; ++b)
@@ -321,7 +322,7 @@ Run check_flows(const char* name, const Circuit& c, const Plan& plan, const Data
   }
   // Conservation: per sum node, its edge flows add up to its node flow (summed over tied vectors).
   std::vector<std::vector<double>> node_total(c.params.size());
-  for (size_t id = 0; id < c.nodes.size(); ++id) {
+  for (size_t id = 0; id < c.nodes.size() && all_rows; ++id) {
     const NodeVector& v = c.nodes[id];
     if (R.flow[id].empty() || v.kind != NodeKind::Sum) continue;
     node_total[v.params].resize(v.num_nodes, 0.0);

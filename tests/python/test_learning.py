@@ -269,3 +269,14 @@ def test_em_and_gradient_forms_hold_the_same_model(data):
         torch.testing.assert_close(grad_model(x, missing), ll, rtol=1e-5, atol=1e-5)
     with pytest.raises(RuntimeError, match="size mismatch"):
         back.load_state_dict({"log_params": torch.zeros(n + 1)})
+
+
+def test_second_backward_over_one_forward_refuses():
+    # The flow pass reuses workspace rows the forward left, so a retained graph cannot run twice.
+    cat = pcc.dists.Categorical(num_cats=4)
+    root = pcc.structures.HCLT(torch.randint(0, 4, (64, 12)), 4, input_dist=cat)
+    model = pcc.compile(root)
+    ll = model(torch.randint(0, 4, (8, 12))).sum()
+    ll.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        ll.backward()
