@@ -9,7 +9,7 @@ import argparse
 import torch
 
 import pcc
-from vs_pyjuice import timed  # the same CUDA-event timer as the side-by-side run
+from vs_pyjuice import pcc_calls, timed  # the same calls and timer as the side-by-side run
 
 
 def configs():
@@ -44,18 +44,7 @@ def main():
         model = pcc.compile(root, device="cuda", precision=args.precision)
         x = data(args.batch).cuda()
 
-        def fwd():
-            with torch.no_grad():
-                model(x)
-
-        def fwd_bwd():
-            model(x).sum().backward()
-
-        def step():
-            model.zero_flows()
-            model(x).sum().backward()
-            model.em_step(0.1, 0.1)
-
+        fwd, fwd_bwd, step = pcc_calls(model, x, 0.1, 0.1)
         dev = torch.device("cuda")
         t_f = timed(fwd, dev, 20)
         t_fb = timed(fwd_bwd, dev, 20)

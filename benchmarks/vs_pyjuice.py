@@ -111,6 +111,23 @@ def timed(fn, device, reps, warm=3):
     return statistics.median(ts)
 
 
+def pcc_calls(model, x, step_size, pseudocount):
+    """The three timed pcc calls on batch x: log-likelihood, forward + flows, EM step."""
+    def fwd():
+        with torch.no_grad():
+            model(x)
+
+    def fwd_bwd():
+        model(x).sum().backward()
+
+    def step():
+        model.zero_flows()
+        model(x).sum().backward()
+        model.em_step(step_size, pseudocount)
+
+    return fwd, fwd_bwd, step
+
+
 def rel_err(a, ref):
     a, ref = np.asarray(a, np.float64), np.asarray(ref, np.float64)
     return float(np.max(np.abs(a - ref) / np.maximum(1.0, np.abs(ref))))
@@ -381,18 +398,7 @@ def run_config(name, args, device):
         if ll_pj is not None:
             r["ll_agree"] = rel_err(ll_pcc, ll_pj)
 
-        def fwd():
-            with torch.no_grad():
-                model(x)
-
-        def fwd_bwd():
-            model(x).sum().backward()
-
-        def step():
-            model.zero_flows()
-            model(x).sum().backward()
-            model.em_step(args.step_size, args.pseudocount)
-
+        fwd, fwd_bwd, step = pcc_calls(model, x, args.step_size, args.pseudocount)
         r["pcc_fwd"] = timed(fwd, device, args.reps)
         r["pcc_fb"] = timed(fwd_bwd, device, args.reps)
         reset_peak(device)
