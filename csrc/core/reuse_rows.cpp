@@ -4,17 +4,20 @@
 // Input and product values are cheap to recompute (a lookup in x, a sum of child rows), sum values
 // are not. So every input and product vector whose rows the root does not need becomes *transient*:
 // it is computed right before its first reader (inputs move from layer 0 to an input layer placed
-// just before the layer that first reads them; products whose children are sums or inputs move from
-// the earliest layer their children allow to a product layer placed just before their first reader,
+// just before the layer that first reads them; products whose children are sums move from the
+// earliest layer their children allow to a product layer placed just before their first reader,
 // which matters where a region's products have children of different depths, as in PD) and its rows
-// are free again after its last reader, for the next transient vector. A product layer that reads
-// more input rows than CompileOptions::chunk_input_rows is first split into several product layers (runs of whole
-// vectors), so that each run's inputs are computed right before it and the next run's reuse their
-// rows (RAT-SPN's and PD's first product layers read every input vector of the circuit). The backward pass visits the layers in reverse; before the
-// backward of a layer it recomputes (forward op, flows zeroed) the transient vectors whose last
-// reader that layer is, listed in Layer::recompute. A transient vector read by a transient product
-// stays alive as long as that product (its recompute needs it), so when the backward recomputes a
-// vector its children are already there.
+// are free again after its last reader, for the next transient vector. The backward pass visits the
+// layers in reverse; before the backward of a layer it recomputes (forward op, flows zeroed) the
+// transient vectors whose last reader that layer is, listed in Layer::recompute. A transient vector
+// read by a transient product stays alive as long as that product (its recompute needs it), so when
+// the backward recomputes a vector its children are already there.
+//
+// A product layer that reads more input rows than CompileOptions::chunk_input_rows (the first layers
+// of PD and HCLT read thousands of input vectors) is first split into runs of whole vectors, each
+// right after its own inputs, which share one region over the runs (chunk_input_readers). Where the
+// split would copy more than half of those inputs (RAT-SPN's repetitions all read every input), the
+// layer stays whole and its products are kept rather than recomputed, so that its inputs die there.
 //
 // Sum vectors share too, in time: a sum's rows are free before its layer runs in the forward and
 // again once its layer's backward has run (its parents' backward ran before), while a transient is
@@ -63,14 +66,20 @@ class Reuse {
  public:
   // family[l]: the split layer that old layer l is a run of (-1: none), from chunk_input_readers.
   // cuts: first rows of vectors the plan does not name (input copies), where atoms end too.
-  Reuse(const Plan& p, std::vector<int64_t> family, std::vector<int64_t> cuts)
-      : p_(p), family_of_layer_(std::move(family)), cuts_(std::move(cuts)) {}
+  // heavy[l]: old layer l reads many input rows but stays whole (chunk_input_readers).
+  Reuse(const Plan& p, std::vector<int64_t> family, std::vector<int64_t> cuts, std::vector<uint8_t> heavy)
+      : p_(p), family_of_layer_(std::move(family)), cuts_(std::move(cuts)), heavy_(std::move(heavy)) {}
 
   Plan run() {
     find_atoms();
     if (atoms_.empty()) return p_;
     find_readers();
     move_products();
+    // The products of a layer that reads many input rows and stays whole (RAT-SPN's first) are kept,
+    // not recomputed: recomputing them would hold all those inputs until the products' last reader,
+    // where the next layer's sums could use their rows.
+    for (Atom& a : atoms_)
+      if (!a.input && heavy_[a.layer]) a.transient = false;
     extend_lifetimes();
     if (std::none_of(atoms_.begin(), atoms_.end(), [](const Atom& a) { return a.transient; })) return p_;
     make_bundles();
@@ -83,6 +92,7 @@ class Reuse {
   const Plan& p_;
   std::vector<int64_t> family_of_layer_;
   std::vector<int64_t> cuts_;
+  std::vector<uint8_t> heavy_;
   std::map<int64_t, int64_t> family_last_;  // family -> old layer of its products' last reader
   std::vector<Atom> atoms_;
   std::vector<int64_t> atom_of_row_;  // -1: not in an input group or product partition
@@ -227,8 +237,9 @@ class Reuse {
           Atom& child = atoms_[ca];
           // A persistent product keeps its children for the whole pass (it is never recomputed).
           if (!a.transient) {
-            child.transient = false;
-            child.last = INT64_MAX / 2;
+            // A kept product is never recomputed: its children serve it in its own layer only (the
+            // backward adds its flows into theirs there, and their own readers span it).
+            child.last = std::max(child.last, a.layer);
           } else if (fam >= 0 && child.input && child.first == a.layer && child.last == a.layer) {
             child.family = fam;
             family_last_[fam] = std::max(family_last_[fam], a.last);
@@ -593,7 +604,7 @@ class Reuse {
 // whole layer. Layers hold no recompute lists yet, and sum partitions name rows only, so shifting
 // layer indices changes nothing.
 Plan chunk_input_readers(const Plan& p, int64_t max_rows, std::vector<int64_t>& family,
-                         std::vector<int64_t>& cuts) {
+                         std::vector<int64_t>& cuts, std::vector<uint8_t>& heavy) {
   // Input rows: their group and vector (first row, end); vectors followed by -inf padding never
   // move (reuse_rows keeps them), so they get no copies.
   struct Vec {
@@ -676,6 +687,8 @@ Plan chunk_input_readers(const Plan& p, int64_t max_rows, std::vector<int64_t>& 
     if (run == 0 || 2 * copy_rows > distinct) {
       q.layers.push_back(l);
       family.push_back(-1);
+      heavy.resize(q.layers.size(), 0);
+      heavy.back() = 1;
       continue;
     }
     std::map<int64_t, int64_t> copy_of;  // the current run's copies: vector -> first row
@@ -746,8 +759,10 @@ Plan chunk_input_readers(const Plan& p, int64_t max_rows, std::vector<int64_t>& 
 Plan reuse_rows(const Plan& p, int64_t chunk_input_rows) {
   PCC_CHECK(chunk_input_rows >= 1, "compile: chunk_input_rows must be >= 1, got ", chunk_input_rows);
   std::vector<int64_t> family, cuts;
-  const Plan chunked = chunk_input_readers(p, chunk_input_rows, family, cuts);
-  return Reuse(chunked, std::move(family), std::move(cuts)).run();
+  std::vector<uint8_t> heavy;
+  const Plan chunked = chunk_input_readers(p, chunk_input_rows, family, cuts, heavy);
+  heavy.resize(chunked.layers.size(), 0);
+  return Reuse(chunked, std::move(family), std::move(cuts), std::move(heavy)).run();
 }
 
 }  // namespace pcc

@@ -122,17 +122,21 @@ inline Circuit two_products(SumForm form, std::vector<int64_t> edges, std::vecto
 // Parameters: 0-3 categorical (2 nodes x 2), 4-7 Bernoulli (2 nodes x (1 - p, p)), 8-9 sum weights.
 // RAT-SPN's first layers in small: 3 repetitions, each a product of 4 regions (sums over a product
 // of two input vectors), over 8 variables with `n` nodes per vector. Each repetition has its own input
-// vectors except variable 0's, which all share (a few inputs read by several runs of a split layer).
-inline Circuit repetitions_circuit(int64_t n = 16) {
+// vectors except variable 0's, which all share (a few inputs read by several runs of a split layer);
+// with share_all, as in RAT-SPN, all repetitions read the same 8 input vectors.
+inline Circuit repetitions_circuit(int64_t n = 16, bool share_all = false) {
   Builder b;
   const int64_t shared = b.input(0, n, Dist::Categorical, 3, b.group(normalized(n, 3)));
+  std::vector<int64_t> common = {shared};
+  for (int64_t v = 1; v < 8; ++v) common.push_back(b.input(v, n, Dist::Categorical, 3, b.group(normalized(n, 3, v))));
   const int64_t pairs[3][4][2] = {{{0, 1}, {2, 3}, {4, 5}, {6, 7}},
                                   {{0, 3}, {1, 2}, {4, 7}, {5, 6}},
                                   {{0, 5}, {1, 4}, {2, 7}, {3, 6}}};
   std::vector<int64_t> reps;
   for (const auto& rep : pairs) {
     std::vector<int64_t> in = {shared};
-    for (int64_t v = 1; v < 8; ++v) in.push_back(b.input(v, n, Dist::Categorical, 3, b.group(normalized(n, 3, v))));
+    for (int64_t v = 1; v < 8; ++v)
+      in.push_back(share_all ? common[v] : b.input(v, n, Dist::Categorical, 3, b.group(normalized(n, 3, v))));
     std::vector<int64_t> regions;
     for (const auto& pr : rep)
       regions.push_back(b.sum({b.product({in[pr[0]], in[pr[1]]}, n)}, n, SumForm::Dense, b.group(normalized(n, n))));

@@ -556,13 +556,14 @@ void test_random_circuits() {
 // share one region, are recomputed before its backward, and inputs an earlier run read are copied:
 // flows and EM must not notice.
 void test_input_runs() {
-  const Circuit c = repetitions_circuit(8);
   const std::vector<VarInfo> vars(8, VarInfo{Dist::Categorical, 3});
+  for (const bool share_all : {false, true})  // true: the layer stays whole, its products kept
   for (int64_t rows : {1, 16, 40}) {
+    const Circuit c = repetitions_circuit(8, share_all);
     CompileOptions runs;
     runs.chunk_input_rows = rows;
     const Plan plan = compile(c, runs);
-    const std::string name = "input runs of " + std::to_string(rows) + " rows";
+    const std::string name = "input runs of " + std::to_string(rows) + " rows" + (share_all ? ", all shared" : "");
     const int64_t B = 1 + randint(90);
     const Data dm = make_data(c, vars, B, 0.2);
     const std::vector<float> rf = root_flows(B, 1, false);

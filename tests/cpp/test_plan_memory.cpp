@@ -306,5 +306,21 @@ int main() {
         if (pr.layers[e.first].kind == pcc::LayerKind::Input && ++seen[e] == 2) ++twice;
     CHECK(twice > 0);
   }
+  {  // As RAT-SPN: every repetition reads every input. Split, the runs would copy most inputs, so the
+     // layer stays whole and its products are kept (never recomputed) so that the inputs die there.
+    const Circuit c = repetitions_circuit(16, true);
+    pcc::CompileOptions whole, runs;
+    whole.chunk_input_rows = 1 << 30;
+    runs.chunk_input_rows = 32;
+    const pcc::Plan pw = pcc::compile(c, whole), pr = pcc::compile(c, runs);
+    CHECK_EQ(pr.layers.size(), pw.layers.size());
+    int64_t first_products = 0;  // the layer of region products, which reads the inputs
+    while (pr.layers[first_products].kind != pcc::LayerKind::Product) ++first_products;
+    int64_t recomputed = 0;
+    for (const auto& l : pr.layers)
+      for (const auto& e : l.recompute) recomputed += e.first == first_products;
+    CHECK_EQ(recomputed, 0);
+    CHECK(pr.num_rows < pw.num_rows);
+  }
   return report("test_plan_memory");
 }
