@@ -375,14 +375,17 @@ class _NoCtx:
         pass
 
 
-def compile(root, block_size=None, device="cpu", precision="tf32", max_partitions=4, reuse_rows=True):
+def compile(root, block_size=None, device="cpu", precision="tf32", max_partitions=4, reuse_rows=True,
+            chunk_input_rows=16384):
     """Compile the circuit rooted at node vector `root` into a `TensorCircuit` on `device`.
 
     `block_size`: power-of-two upper bound for the node blocks of sum layers (None: chosen per layer
     from its shape). `precision`: inputs of the CUDA sum layers' tensor-core products, "tf32"
     (default) or "bf16"; accumulation is float32 either way (the CPU backend is float32 throughout).
-    `reuse_rows`: let input and product vectors share workspace rows, recomputing them in the
-    backward pass (only sum values are kept: far less memory); False keeps every node's rows.
+    `chunk_input_rows` (with reuse_rows): a product layer reading more input rows than this runs in
+    pieces, each right after its own inputs, which share rows (less memory, a few more launches).
+    `reuse_rows`: let vectors share workspace rows over the pass, inputs and products recomputed in
+    the backward (far less memory; a forward then serves one backward); False keeps every node's rows.
     Raises `pcc.Error` if the circuit is invalid.
     """
     try:
@@ -395,11 +398,13 @@ def compile(root, block_size=None, device="cpu", precision="tf32", max_partition
         raise Error("device 'cuda' was requested but no CUDA device is available to pcc")
     if precision not in PRECISIONS:
         raise Error(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+    if isinstance(chunk_input_rows, bool) or not isinstance(chunk_input_rows, int) or chunk_input_rows < 1:
+        raise Error(f"chunk_input_rows: expected an integer >= 1, got {chunk_input_rows!r}")
     if block_size is not None:
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1 \
                 or block_size & (block_size - 1):
             raise Error(f"block_size: expected a power of two, got {block_size!r}")
     group_ids = {}
     plan = _C.compile(to_ir(root, group_ids), block_size=block_size or 0, max_partitions=max_partitions,
-                      reuse_rows=bool(reuse_rows))
+                      reuse_rows=bool(reuse_rows), chunk_input_rows=chunk_input_rows)
     return TensorCircuit(root, plan, group_ids, device, precision)

@@ -68,6 +68,9 @@ def test_compile_options(model_and_root):
         pcc.compile(root, block_size=3)
     with pytest.raises(pcc.Error, match="device"):
         pcc.compile(root, device="tpu")
+    for bad in (0, -5, 2.5, True, "64"):
+        with pytest.raises(pcc.Error, match="chunk_input_rows"):
+            pcc.compile(root, chunk_input_rows=bad)
     if not pcc.cuda_available():
         with pytest.raises(pcc.Error, match="CUDA"):
             pcc.compile(root, device="cuda")
