@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build pcc from source, run the CUDA test suite against the CPU backend,
 # compute-sanitizer (memcheck, racecheck) on a short run, the kernel checks, and print a short table.
-# Usage (device tool): bash benchmarks/gpu_check.sh   [STAGES="build tests sanitize kernels train"]
+# Usage (device tool): bash benchmarks/gpu_check.sh   [STAGES="build tests sanitize kernels train structures"]
 set -uo pipefail
 OUT=${OUT:-/tmp/pcc-out}; mkdir -p "$OUT"
 STAGES=${STAGES:-"build tests sanitize kernels"}
@@ -56,6 +56,11 @@ for ea, eb in zip(a["epochs"], b["epochs"]):
     rel = abs(ea["test_ll"] - eb["test_ll"]) / abs(ea["test_ll"])
     print(f"epoch {ea['epoch']}: test ll cpu {ea['test_ll']:.4f} cuda {eb['test_ll']:.4f} rel diff {rel:.2e}")
 PY
+fi
+if have structures; then
+  (cd benchmarks && python3 cuda_structures.py ${STRUCTURES_ARGS:-}) > "$OUT/structures.md" 2>&1
+  RESULT[structures]="rc=$? (table in structures.md)"
+  grep "^|" "$OUT/structures.md"
 fi
 echo "==== summary ===="
 for k in "${!RESULT[@]}"; do printf '%-28s %s\n' "$k" "${RESULT[$k]}"; done | sort
