@@ -235,7 +235,6 @@ class Reuse {
           const int64_t ca = c >= 0 && c < p_.num_rows ? atom_of_row_[c] : -1;
           if (ca < 0) continue;
           Atom& child = atoms_[ca];
-          // A persistent product keeps its children for the whole pass (it is never recomputed).
           if (!a.transient) {
             // A kept product is never recomputed: its children serve it in its own layer only (the
             // backward adds its flows into theirs there, and their own readers span it).
@@ -265,15 +264,15 @@ class Reuse {
 
   void make_bundles() {
     const int64_t L = static_cast<int64_t>(p_.layers.size());
-    std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>, int64_t> key_to_bundle;
+    std::map<std::tuple<int64_t, int64_t, int64_t, int64_t>, int64_t> key_to_bundle;
     bundle_of_atom_.assign(atoms_.size(), -1);
     for (size_t ai = 0; ai < atoms_.size(); ++ai) {
       const Atom& a = atoms_[ai];
       if (!a.transient) continue;
       // Inputs: one bundle per (first reader, last reader, old group); products: (layer, part,
       // where it moved, last).
-      const auto key = a.input ? std::make_tuple(int64_t(0), a.first, a.last, a.part, int64_t(0))
-                               : std::make_tuple(int64_t(1) + a.layer, a.part, a.moved_to, a.last, int64_t(0));
+      const auto key = a.input ? std::make_tuple(int64_t(-1), a.first, a.last, a.part)
+                               : std::make_tuple(a.layer, a.part, a.moved_to, a.last);
       auto [it, fresh] = key_to_bundle.emplace(key, static_cast<int64_t>(bundles_.size()));
       if (fresh) bundles_.emplace_back();
       bundles_[it->second].atoms.push_back(static_cast<int64_t>(ai));
@@ -295,23 +294,25 @@ class Reuse {
     new_index_.assign(L, -1);
     deferred_index_.assign(L, -1);
     moved_index_.assign(L, -1);
-    std::vector<int64_t> next_part(L, 0);
-    for (int64_t li = 0; li < L; ++li) next_part[li] = static_cast<int64_t>(kept(li, false).size());
+    // Per old layer: its kept product partitions and kept input atoms, then what stays in it.
+    std::vector<int64_t> kept_parts(L, 0), kept_inputs(L, 0);
+    for (const Atom& a : atoms_)
+      if (!a.transient) ++(a.input ? kept_inputs : kept_parts)[a.layer];
+    std::vector<int64_t> parts = kept_parts;
     for (const Bundle& b : bundles_) {
       const Atom& a = atoms_[b.atoms[0]];
-      if (!a.input && a.moved_to < 0) ++next_part[a.layer];
+      if (!a.input && a.moved_to < 0) ++parts[a.layer];
     }
     int64_t n = 0;
     for (int64_t li = 0; li < L; ++li) {
       if (!deferred_[li].empty()) deferred_index_[li] = n++;
       if (!moved_[li].empty()) moved_index_[li] = n++;
       const LayerKind kind = p_.layers[li].kind;
-      if (kind == LayerKind::Sum || (kind == LayerKind::Input ? !kept(li, true).empty() : next_part[li] > 0))
+      if (kind == LayerKind::Sum || (kind == LayerKind::Input ? kept_inputs[li] > 0 : parts[li] > 0))
         new_index_[li] = n++;
     }
     num_layers_ = n;
-    std::fill(next_part.begin(), next_part.end(), 0);
-    for (int64_t li = 0; li < L; ++li) next_part[li] = static_cast<int64_t>(kept(li, false).size());
+    std::vector<int64_t> next_part = kept_parts;
     for (Bundle& b : bundles_) {
       const Atom& a = atoms_[b.atoms[0]];
       if (a.input) {
