@@ -222,6 +222,9 @@ void check_plan(const std::string& name, const Plan& plan, const Data& d, bool c
   }
 
   // Backward from the CPU's values, random root flows, param_flows accumulating onto random values.
+  // A flow pass may overwrite value rows (recomputed transients share rows with values the forward
+  // left), so each backward starts from a copy of the forward's values.
+  const std::vector<float> forward_values = cv;
   std::vector<float> rflow(B * R);
   for (float& f : rflow) f = float(uni(0.25, 2.0));
   std::vector<float> pf0(P);
@@ -240,7 +243,7 @@ void check_plan(const std::string& name, const Plan& plan, const Data& d, bool c
   cpu_backward(ba);
   {
     DevBuf dvals(rows * B * 4), drf(B * R * 4), dflows(rows * B * 4), dpf(P * 4);
-    upload(dvals, cv);
+    upload(dvals, forward_values);
     upload(drf, rflow);
     upload(dpf, pf0);
     dflows.poison();
@@ -262,6 +265,7 @@ void check_plan(const std::string& name, const Plan& plan, const Data& d, bool c
   ba.root_flow = ones.data();
   ba.flows = scratch_flows.data();
   ba.param_flows = em_flows.data();
+  cv = forward_values;
   cpu_backward(ba);
   DevBuf dflow(P * 4), dout(P * 4), din(P * 4);
   upload(dflow, em_flows);
