@@ -46,6 +46,7 @@ struct Case {
   bool tied = false;      // pairs of blocks share their weight matrices
   bool sparse = false;    // random padding slots
   bool extreme = false;   // zero weights on the largest child and child values ~100 apart
+  bool spread = false;    // odd blocks' weights and every fourth row's elsewhere scaled by 1e-20
   int64_t vec = 0;        // > 0: vectors of `vec` blocks, each reading its own fanin child blocks
   int64_t sample = 1;     // with vec: check every sample-th vector (others get approximate values)
   int iters = 20;         // timed runs (--quick: 3)
@@ -115,6 +116,8 @@ bool run_case(const Case& cs, bool quick) {
     for (int64_t x = 0; x < b * cb; ++x) {
       double w = U(rng) < 0.15 ? 0.0 : U(rng) + 0.05;
       if (cs.extreme && (x % cb) == 0) w = 0.0;  // never reaches the child block's first row
+      // spread: parent rows ~46 below the others of their block, whole blocks ~46 below their children.
+      if (cs.spread && ((e / F) % 2 == 1 || (x / cb) % 4 == 1)) w *= 1e-20;
       params[woff[e] + x] = static_cast<float>(w / (F * cb * 0.6));
     }
   }
@@ -339,7 +342,11 @@ int main(int argc, char** argv) {
       {"tied32", 32, 32, 4, 200, 10, 256, true},
       {"rounds", 16, 16, 2, 300, 2, 70, false, true},     // tensor cores: 300 entries per child block
       {"b32cb16", 32, 16, 5, 40, 12, 129, false, true},   // tensor cores: CS = 16, unaligned batch
+      {"spread", 32, 32, 4, 64, 12, 200},                 // parent values far apart within blocks
+      {"spread", 16, 32, 3, 40, 8, 131},
   };
+  for (Case& c : cases)
+    if (c.name == "spread") c.spread = true;
   if (!quick) {
     Case hclt{"hclt256", 32, 32, 8, 3200, 3200, 512};
     hclt.vec = 8;

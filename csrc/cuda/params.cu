@@ -11,6 +11,7 @@
 //   kind 1 (Categorical / Bernoulli) and 2 (Gaussian): a = first slot, b = width.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 
 #include "cuda/cuda_check.cuh"
@@ -156,6 +157,40 @@ __global__ void log_params_kernel(const int64_t* units, const int64_t* ub, int64
   });
 }
 
+// Visits the unit's slots: four at a time (`quad(i)`: slots i .. i + 3, i a multiple of 4) where
+// they are contiguous and 16-byte aligned, one at a time (`one(i)`) elsewhere. Four consecutive slot
+// indices k are contiguous in memory for Categorical / Bernoulli runs and for sum rows with cb a
+// multiple of 4. The EM update reads each parameter and its flow twice and writes it once; with one
+// float per lane a warp keeps too few loads in flight to reach the memory's rate (3x the floor).
+template <bool VEC, class Quad, class One>
+__device__ __forceinline__ void for_each_slot(const Unit& u, const int64_t* ub, int lane, Quad&& quad, One&& one) {
+  const int64_t n = unit_slots(u);
+  int64_t k0 = 0;
+  if (VEC && (u.kind != kSumUnit || (u.cb & 3) == 0)) {
+    const int64_t nq = n >> 2;
+    for (int64_t k = lane; k < nq; k += 32) {
+      const int64_t i = unit_slot(u, ub, 4 * k);
+      if ((i & 3) == 0) {
+        quad(i);
+      } else {
+        one(i);
+        one(i + 1);
+        one(i + 2);
+        one(i + 3);
+      }
+    }
+    k0 = nq << 2;
+  }
+  for (int64_t k = k0 + lane; k < n; k += 32) one(unit_slot(u, ub, k));
+}
+
+// valid[i .. i + 3] of a sum unit as four flags (all set for other units); i is a multiple of 4 and
+// the plan's valid array is 16-byte aligned.
+__device__ __forceinline__ uchar4 valid4(const Unit& u, const uint8_t* valid, int64_t i) {
+  return u.kind == kSumUnit ? *reinterpret_cast<const uchar4*>(valid + i) : make_uchar4(1, 1, 1, 1);
+}
+
+template <bool VEC>
 __global__ void em_kernel(const int64_t* units, const int64_t* ub, int64_t num_units, const uint8_t* valid,
                           float* params, const float* flows, double s, double a, double min_std) {
   for_each_unit_warp(num_units, [&](int64_t ui, int lane) {
@@ -176,25 +211,45 @@ __global__ void em_kernel(const int64_t* units, const int64_t* ub, int64_t num_u
       params[off + 1] = static_cast<float>(fmax(sqrt(var2), min_std));
       return;
     }
-    const int64_t n = unit_slots(u);
     double total = 0.0;
     int64_t count = 0;
-    for (int64_t k = lane; k < n; k += 32) {
-      const int64_t i = unit_slot(u, ub, k);
-      if (is_valid_slot(u, valid, i)) total += double(flows[i]), ++count;
-    }
+    for_each_slot<VEC>(
+        u, ub, lane,
+        [&](int64_t i) {
+          const float4 f = *reinterpret_cast<const float4*>(flows + i);
+          const uchar4 ok = valid4(u, valid, i);
+          if (ok.x) total += double(f.x), ++count;
+          if (ok.y) total += double(f.y), ++count;
+          if (ok.z) total += double(f.z), ++count;
+          if (ok.w) total += double(f.w), ++count;
+        },
+        [&](int64_t i) {
+          if (is_valid_slot(u, valid, i)) total += double(flows[i]), ++count;
+        });
     total = warp_sum(total);
     count = warp_sum_i(count);
     if (count == 0) return;
     const double denom = total + a;
     if (!(denom > 0.0)) return;
     const double prior = a / static_cast<double>(count);
-    for (int64_t k = lane; k < n; k += 32) {
-      const int64_t i = unit_slot(u, ub, k);
-      if (!is_valid_slot(u, valid, i)) continue;
-      const double theta = params[i];
-      params[i] = static_cast<float>((1.0 - s) * theta + s * (double(flows[i]) + prior) / denom);
-    }
+    auto update = [&](float theta, float f) {
+      return static_cast<float>((1.0 - s) * double(theta) + s * (double(f) + prior) / denom);
+    };
+    for_each_slot<VEC>(
+        u, ub, lane,
+        [&](int64_t i) {
+          const float4 f = *reinterpret_cast<const float4*>(flows + i);
+          float4 p = *reinterpret_cast<const float4*>(params + i);
+          const uchar4 ok = valid4(u, valid, i);
+          if (ok.x) p.x = update(p.x, f.x);
+          if (ok.y) p.y = update(p.y, f.y);
+          if (ok.z) p.z = update(p.z, f.z);
+          if (ok.w) p.w = update(p.w, f.w);
+          *reinterpret_cast<float4*>(params + i) = p;
+        },
+        [&](int64_t i) {
+          if (is_valid_slot(u, valid, i)) params[i] = update(params[i], flows[i]);
+        });
   });
 }
 
@@ -295,8 +350,9 @@ void em_update(const CudaPlan& cp, float* params, const float* param_flows, doub
   PCC_CHECK(pseudocount >= 0.0 && std::isfinite(pseudocount), "em_update: pseudocount must be finite and >= 0, got ",
             pseudocount);
   if (cp.num_units == 0) return;
-  em_kernel<<<unit_grid(cp), kThreads, 0, stream>>>(cp.units, cp.unit_blocks, cp.num_units, cp.param_valid, params,
-                                                   param_flows, step, pseudocount, kGaussianMinStd);
+  const bool vec = (reinterpret_cast<uintptr_t>(params) & 15u) == 0 && (reinterpret_cast<uintptr_t>(param_flows) & 15u) == 0;
+  (vec ? em_kernel<true> : em_kernel<false>)<<<unit_grid(cp), kThreads, 0, stream>>>(
+      cp.units, cp.unit_blocks, cp.num_units, cp.param_valid, params, param_flows, step, pseudocount, kGaussianMinStd);
   PCC_CUDA_CHECK_LAUNCH("em_update");
 }
 
