@@ -297,7 +297,8 @@ class Reuse {
     // Per old layer: its kept product partitions and kept input atoms, then what stays in it.
     std::vector<int64_t> kept_parts(L, 0), kept_inputs(L, 0);
     for (const Atom& a : atoms_)
-      if (!a.transient) ++(a.input ? kept_inputs : kept_parts)[a.layer];
+      if (!a.transient && a.input) ++kept_inputs[a.layer];
+    for (int64_t li = 0; li < L; ++li) kept_parts[li] = static_cast<int64_t>(kept_products(li).size());
     std::vector<int64_t> parts = kept_parts;
     for (const Bundle& b : bundles_) {
       const Atom& a = atoms_[b.atoms[0]];
@@ -334,6 +335,25 @@ class Reuse {
     for (size_t ai = 0; ai < atoms_.size(); ++ai)
       if (atoms_[ai].layer == li && atoms_[ai].input == input && !atoms_[ai].transient)
         out.push_back(static_cast<int64_t>(ai));
+    return out;
+  }
+
+  // Persistent product atoms of old layer li as partitions: runs of atoms of one source partition
+  // whose rows follow each other (fixed rows keep their order, so such a run stays contiguous). One
+  // partition per atom would be one launch per IR vector (RAT-SPN's first layer: over a hundred).
+  std::vector<std::vector<int64_t>> kept_products(int64_t li) const {
+    std::vector<std::vector<int64_t>> out;
+    for (int64_t ai : kept(li, false)) {
+      const Atom& a = atoms_[ai];
+      if (!out.empty()) {
+        const Atom& prev = atoms_[out.back().back()];
+        if (prev.part == a.part && prev.end == a.begin) {
+          out.back().push_back(ai);
+          continue;
+        }
+      }
+      out.push_back({ai});
+    }
     return out;
   }
 
@@ -515,7 +535,7 @@ class Reuse {
           out.inputs = input_groups(kept(li, true), map);
           break;
         case LayerKind::Product:
-          for (int64_t ai : kept(li, false)) out.products.push_back(product_part({ai}, map));
+          for (const std::vector<int64_t>& run : kept_products(li)) out.products.push_back(product_part(run, map));
           for (const Bundle& b : bundles_)
             if (!atoms_[b.atoms[0]].input && atoms_[b.atoms[0]].layer == li && atoms_[b.atoms[0]].moved_to < 0)
               out.products.push_back(product_part(b.atoms, map));

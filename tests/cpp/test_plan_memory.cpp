@@ -321,6 +321,15 @@ int main() {
       for (const auto& e : l.recompute) recomputed += e.first == first_products;
     CHECK_EQ(recomputed, 0);
     CHECK(pr.num_rows < pw.num_rows);
+    // Kept products stay one launch per source partition, not one per IR vector.
+    const pcc::Plan raw = [&] {
+      pcc::CompileOptions o = runs;
+      o.reuse_rows = false;
+      return pcc::compile(c, o);
+    }();
+    int64_t raw_first = 0;
+    while (raw.layers[raw_first].kind != pcc::LayerKind::Product) ++raw_first;
+    CHECK_EQ(pr.layers[first_products].products.size(), raw.layers[raw_first].products.size());
   }
   return report("test_plan_memory");
 }
