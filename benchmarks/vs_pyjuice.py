@@ -539,7 +539,8 @@ def main():
     ap.add_argument("--out", default=None, help="write the final table here (atomically)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="worker processes; their GPU parts take turns under one lock (default 1)")
-    ap.add_argument("--json-dir", default=None, help="--jobs: where the workers write NAME.json and NAME.log")
+    ap.add_argument("--json-dir", default=None,
+                    help="where each configuration's NAME.json goes as it ends (--jobs: and the workers' NAME.log)")
     ap.add_argument("--json-out", default=None, help="write this run's results as JSON (a worker of --jobs)")
     ap.add_argument("--lock", default=None, help="file lock that GPU work takes turns under (--jobs)")
     ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
@@ -585,8 +586,12 @@ def main():
         print(row(r), f"  (build {r.get('build_s', 0):.0f}s, convert {r.get('convert_s', 0):.1f}s, "
               f"pcc compile {r.get('pcc_compile_s', 0):.1f}s, reference {r.get('ref_s', 0):.0f}s, "
               f"EM reference {r.get('ref_em_s', 0):.1f}s, total {r.get('total_s', 0):.0f}s)", flush=True)
-    if args.json_out:
-        write_atomic(args.json_out, json.dumps({"results": results}, default=float))
+        # Saved as each configuration ends, so a run cut short (a device call's limit) keeps them.
+        if args.json_dir:
+            os.makedirs(args.json_dir, exist_ok=True)
+            write_atomic(os.path.join(args.json_dir, f"{name}.json"), json.dumps({"results": [r]}, default=float))
+        if args.json_out:
+            write_atomic(args.json_out, json.dumps({"results": results}, default=float))
     return finish(results, args, device)
 
 
