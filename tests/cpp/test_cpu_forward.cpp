@@ -206,7 +206,10 @@ Plan small_plan() {
   for (int64_t i = 0; i < 3; ++i) Q.child_rows.insert(Q.child_rows.end(), {s1 + i, s2 + i, s4 + i});
   ProductPartition Q2;
   Q2.fanin = 2, Q2.row_start = q2, Q2.num_nodes = 3;
-  for (int64_t i = 0; i < 3; ++i) Q2.child_rows.insert(Q2.child_rows.end(), {s3 + i, s1 + i + 1});
+  for (int64_t i = 0; i < 3; ++i) {  // push_back: GCC 12 warns (falsely) on insert of a braced list here
+    Q2.child_rows.push_back(s3 + i);
+    Q2.child_rows.push_back(s1 + i + 1);
+  }
   prod2.products = {Q, Q2};
   B.p.layers.push_back(prod2);
 
