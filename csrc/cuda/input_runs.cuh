@@ -1,0 +1,95 @@
+// The scaffolding of the discrete (Categorical / Bernoulli) input kernels, forward and backward:
+// a CTA takes runs of up to kMaxRun consecutive nodes over tiles of batch columns (Shape). For each
+// run and tile it stages, once per variable segment of the run, the tile's column of x as slot indices
+// (-1 = missing) in shared memory (x is [batch, num_vars] row-major, so a variable's column is a
+// strided read: a sector per entry), and hands the segment's nodes to its warps, one node per warp.
+// Warps sync among themselves between nodes (the caller's business); the CTA syncs only when its
+// variable changes. Validation has run (validate.cu), so discrete entries are in-range integers.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace pcc {
+namespace cuda {
+namespace input_runs {
+
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+constexpr int kMaxRun = 32;           // nodes per CTA at most (one per lane of the run's metadata)
+constexpr int kCols = 1024;           // batch columns per CTA at most (the staged column of x)
+constexpr int64_t kFillCtas = 2048;   // CTAs a grid should have (a few waves of an H100)
+constexpr int64_t kGatherCtas = 512;  // the same where a group gathers from global memory (HMM vocabularies):
+                                      // fewer, wider CTAs, so each lane has several gathers in flight
+constexpr int64_t kMaxGrid = int64_t(1) << 20;
+constexpr unsigned kAll = 0xffffffffu;
+
+// One CTA's work: run consecutive nodes x tile batch columns.
+struct Shape {
+  int run, tile;
+};
+
+// Long runs reuse a staged column of x over more nodes, wide tiles spread a node's per-node work (a
+// table, a histogram flush) over more columns; both shrink, runs first and tiles down to min_tile,
+// until the grid has enough CTAs, so that small groups still spread over the device.
+inline Shape shape(int64_t num_nodes, int64_t batch, bool gather, int min_tile) {
+  const int64_t fill = gather ? kGatherCtas : kFillCtas;
+  Shape sh{kMaxRun, kCols};
+  const auto ctas = [&] { return (num_nodes + sh.run - 1) / sh.run * ((batch + sh.tile - 1) / sh.tile); };
+  while (sh.run > kWarps && ctas() < fill) sh.run /= 2;
+  while (sh.tile > min_tile && ctas() < fill) sh.tile /= 2;
+  return sh;
+}
+
+inline dim3 grid(const Shape& sh, int64_t num_nodes, int64_t batch) {
+  const int64_t runs = (num_nodes + sh.run - 1) / sh.run, tiles = (batch + sh.tile - 1) / sh.tile;
+  return dim3(static_cast<unsigned>(runs < kMaxGrid ? runs : kMaxGrid),
+              static_cast<unsigned>(tiles < 65535 ? tiles : 65535));
+}
+
+// Calls node(i, off, cats, c0, cols) warp-uniformly for every node i of the group this CTA takes and
+// every tile [c0, c0 + cols) of the batch, with xs[0 .. cols) holding the tile's slot indices of node
+// i's variable; off is its first parameter, cats its slot count. xs: kCols ints of shared memory.
+template <class T, class Node>
+__device__ __forceinline__ void for_each_node(int64_t num_nodes, Shape sh, const int32_t* __restrict__ var,
+                                              const int64_t* __restrict__ param_offset,
+                                              const int32_t* __restrict__ num_cats, bool bernoulli,
+                                              const T* __restrict__ x, const uint8_t* __restrict__ missing,
+                                              int64_t num_vars, int64_t batch, int32_t* xs, Node&& node) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  for (int64_t i0 = static_cast<int64_t>(blockIdx.x) * sh.run; i0 < num_nodes;
+       i0 += static_cast<int64_t>(gridDim.x) * sh.run) {  // block-uniform
+    // The run's metadata, one node per lane; bit j of starts: node i0 + j begins a variable segment.
+    const int n = num_nodes - i0 < sh.run ? static_cast<int>(num_nodes - i0) : sh.run;
+    const bool mine = lane < n;
+    const int32_t my_var = mine ? var[i0 + lane] : -1;
+    const int64_t my_off = mine ? param_offset[i0 + lane] : 0;
+    const int32_t my_cats = !mine ? 0 : bernoulli ? 2 : num_cats[i0 + lane];
+    const int32_t prev_var = __shfl_up_sync(kAll, my_var, 1);
+    const unsigned starts = __ballot_sync(kAll, mine && (lane == 0 || my_var != prev_var));
+    for (int64_t c0 = static_cast<int64_t>(blockIdx.y) * sh.tile; c0 < batch;
+         c0 += static_cast<int64_t>(gridDim.y) * sh.tile) {
+      const int cols = batch - c0 < sh.tile ? static_cast<int>(batch - c0) : sh.tile;
+      for (unsigned rest = starts; rest != 0;) {
+        const int s = __ffs(rest) - 1;
+        rest &= rest - 1;
+        const int e = rest != 0 ? __ffs(rest) - 1 : n;
+        const int64_t v = __shfl_sync(kAll, my_var, s);
+        __syncthreads();  // every warp is done with the previous variable's xs
+#pragma unroll 1
+        for (int c = threadIdx.x; c < cols; c += kThreads) {
+          const int64_t at = (c0 + c) * num_vars + v;
+          const T xv = x[at];  // read even where missing (junk, unused): both loads go out together
+          xs[c] = missing != nullptr && missing[at] ? -1 : static_cast<int32_t>(xv);
+        }
+        __syncthreads();
+        for (int j = s + warp; j < e; j += kWarps)  // warp-uniform
+          node(i0 + j, __shfl_sync(kAll, my_off, j), __shfl_sync(kAll, my_cats, j), c0, cols);
+      }
+    }
+  }
+}
+
+}  // namespace input_runs
+}  // namespace cuda
+}  // namespace pcc
