@@ -65,15 +65,18 @@ void bind_train(py::module_& m) {
                           py::array_t<float, py::array::c_style | py::array::forcecast> values) {
     pcc::write_group(p, mf(params), g, std::vector<float>(values.data(), values.data() + values.size()));
   });
-  // Raw slots [num_nodes, width] of an input group (Bernoulli: both categories; Gaussian: mean, std
-  // or log std, spare), e.g. to read gradients of log-parameters.
+  // Raw slots [num_nodes, width] of an input group in node order whatever its layout (Bernoulli: both
+  // categories; Gaussian: mean, std or log std, spare), e.g. to read gradients of log-parameters.
   m.def("input_slots", [](const pcc::Plan& p, uintptr_t buf, int64_t g) {
     PCC_CHECK(g >= 0 && g < static_cast<int64_t>(p.groups.size()) && p.groups[g].kind == pcc::NodeKind::Input &&
                   p.groups[g].num_nodes > 0,
               "parameter group ", g, " is not an input group of this plan");
     const pcc::GroupLayout& gl = p.groups[g];
     py::array_t<float> a({gl.num_nodes, gl.width});
-    std::copy(cf(buf) + gl.base, cf(buf) + gl.base + gl.num_nodes * gl.width, a.mutable_data());
+    float* out = a.mutable_data();
+    const float* in = cf(buf);
+    for (int64_t i = 0; i < gl.num_nodes; ++i)
+      for (int64_t k = 0; k < gl.width; ++k) out[i * gl.width + k] = in[pcc::node_slot(gl, i) + k * gl.cat_stride];
     return a;
   });
   m.attr("GAUSSIAN_MIN_STD") = pcc::kGaussianMinStd;

@@ -134,8 +134,8 @@ std::string Writer::seal(Kind kind, uint32_t version) const {
 
 // ---- Reader ----
 
-Reader::Reader(const char* data, size_t size, size_t base_offset, std::string source)
-    : data_(data), size_(size), base_(base_offset), source_(std::move(source)) {}
+Reader::Reader(const char* data, size_t size, size_t base_offset, std::string source, uint32_t version)
+    : data_(data), size_(size), base_(base_offset), source_(std::move(source)), version_(version) {}
 
 std::string Reader::field(const char* what) const {
   return context_.empty() ? std::string(what) : std::string(what) + " of " + context_;
@@ -229,13 +229,13 @@ Reader open(const std::string& bytes, Kind kind, const std::string& source) {
           " left");
   }
   // Magic and version sit at the same place in every version, so a newer file is recognised as such.
-  const uint32_t version = get<uint32_t>(p + 8), expected = version_of(kind);
-  if (version > expected) {
-    raise(source, ": file version ", version, " is newer than this pcc reads (", expected,
+  const uint32_t version = get<uint32_t>(p + 8), newest = version_of(kind), oldest = oldest_version_of(kind);
+  if (version > newest) {
+    raise(source, ": file version ", version, " is newer than this pcc reads (", newest,
           "); upgrade pcc");
   }
-  if (version < expected) {
-    raise(source, ": file version ", version, " is older than this pcc reads (", expected,
+  if (version < oldest) {
+    raise(source, ": file version ", version, " is older than this pcc reads (", oldest,
           kind == Kind::Plan ? "); recompile the circuit to get a current plan"
                              : "); no older version exists, so the file is damaged or was not written by pcc");
   }
@@ -263,7 +263,7 @@ Reader open(const std::string& bytes, Kind kind, const std::string& source) {
     raise(source, ": corrupt: checksum mismatch (header says ", hex32(stored), ", payload has ",
           hex32(computed), ")");
   }
-  return Reader(p + kHeaderSize, length, kHeaderSize, source);
+  return Reader(p + kHeaderSize, length, kHeaderSize, source, version);
 }
 
 // ---- files ----

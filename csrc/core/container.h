@@ -14,9 +14,11 @@ namespace pcc::container {
 
 enum class Kind : uint8_t { Circuit, Plan };
 
-// The one version of each kind this build reads and writes (plans: 2 added recompute lists).
-constexpr uint32_t kCircuitVersion = 1, kPlanVersion = 2;
+// The version of each kind this build writes, and the oldest it still reads (plans: 2 added
+// recompute lists, 3 the input parameters' cat_stride; a version 2 plan reads as node-major).
+constexpr uint32_t kCircuitVersion = 1, kPlanVersion = 3, kOldestPlanVersion = 2;
 constexpr uint32_t version_of(Kind k) { return k == Kind::Plan ? kPlanVersion : kCircuitVersion; }
+constexpr uint32_t oldest_version_of(Kind k) { return k == Kind::Plan ? kOldestPlanVersion : kCircuitVersion; }
 constexpr size_t kHeaderSize = 32;
 
 // CRC-32C (Castagnoli), table driven; `crc` continues an earlier call (0 to start).
@@ -47,7 +49,7 @@ class Writer {
 // e.g. "vector 7") is appended to it: "sum_edges of vector 7".
 class Reader {
  public:
-  Reader(const char* data, size_t size, size_t base_offset, std::string source);
+  Reader(const char* data, size_t size, size_t base_offset, std::string source, uint32_t version);
 
   void set_context(std::string context) { context_ = std::move(context); }
   uint8_t u8(const char* what);
@@ -61,6 +63,7 @@ class Reader {
   std::vector<float> f32s(const char* what);
   std::string str(const char* what);
 
+  uint32_t version() const { return version_; }  // the file's format version
   size_t offset() const { return base_ + pos_; }  // in the file
   size_t remaining() const { return size_ - pos_; }
   const std::string& source() const { return source_; }
@@ -75,9 +78,11 @@ class Reader {
   const char* data_;
   size_t size_, pos_ = 0, base_;
   std::string source_, context_;
+  uint32_t version_;
 };
 
-// Checks header, length and checksum of a whole file's bytes and returns a Reader over its payload.
+// Checks header (a version this build reads), length and checksum of a whole file's bytes and
+// returns a Reader over its payload.
 // Errors name `source`; a file of the other kind gets a message saying which kind it is.
 Reader open(const std::string& bytes, Kind kind, const std::string& source);
 

@@ -128,6 +128,7 @@ std::string dump_plan(const Plan& p) {
       list(s, g.var);
       s << " param=";
       list(s, g.param_offset);
+      if (g.cat_stride != 1) s << " cat_stride=" << g.cat_stride;
       s << "\n";
     }
     for (const ProductPartition& pp : l.products) {

@@ -6,13 +6,15 @@
 #include <string>
 
 #include "core/container.h"
+#include "core/plan_io.h"
 #include "pcc/error.h"
 #include "pcc/plan.h"
 
 namespace pcc {
 namespace {
 
-// Smallest possible records (scalars plus empty arrays), for checking counts before reserving.
+// Smallest possible records (scalars plus empty arrays), for checking counts before reserving; input
+// groups and group layouts have one more i64 (cat_stride) from version 3.
 constexpr size_t kMinLayerBytes = 1 + 4 * 8;
 constexpr size_t kMinInputGroupBytes = 1 + 2 * 8 + 3 * 8;
 constexpr size_t kMinProductBytes = 3 * 8 + 8;
@@ -21,6 +23,7 @@ constexpr size_t kMinGroupBytes = 2 + 5 * 8 + 2 * 8;
 constexpr size_t kPadRangeBytes = 2 * 8;
 constexpr size_t kParamRunBytes = 5 * 8;
 constexpr size_t kStatsFields = 7;
+constexpr uint32_t kCatStrideVersion = 3;  // the first plan version with cat_stride fields
 
 // The Stats fields in file order.
 void stats_fields(Stats& s, int64_t* (&out)[kStatsFields]) {
@@ -44,6 +47,12 @@ bool span_ok(int64_t start, int64_t count, int64_t lo, int64_t limit) {
   return start >= lo && count >= 0 && start <= limit && count <= limit - start;
 }
 
+// start + k * stride inside [0, limit) for every k < count (stride >= 1), without overflow.
+bool strided_span_ok(int64_t start, int64_t count, int64_t stride, int64_t limit) {
+  return count == 0 ||
+         (start >= 0 && start < limit && count > 0 && (count - 1) <= (limit - 1 - start) / stride);
+}
+
 // a * b == expected, without overflow.
 bool product_is(int64_t a, int64_t b, size_t expected) {
   if (a < 0 || b < 0) return false;
@@ -62,6 +71,10 @@ void validate_group(const Plan& p, size_t gi) {
   if (g.kind == NodeKind::Input) {
     PCC_CHECK(g.width >= 1 && (g.dist == Dist::Categorical || g.width == param_width(g.dist, 0)),
               "invalid plan: ", at, ": width ", g.width, " for ", to_string(g.dist));
+    PCC_CHECK(g.cat_stride == 1 || (g.dist == Dist::Categorical && g.cat_stride == g.num_nodes),
+              "invalid plan: ", at, ": cat_stride ", g.cat_stride, " (must be 1, or num_nodes ", g.num_nodes,
+              " for categorical)");
+    // Node- and category-major layouts both fill exactly num_nodes x width slots from base.
     PCC_CHECK(g.num_nodes <= INT64_MAX / g.width && span_ok(g.base, g.num_nodes * g.width, 0, num_params),
               "invalid plan: ", at, ": slots ", g.base, " + ", g.num_nodes, " x ", g.width, " outside the ",
               num_params, " parameters");
@@ -88,8 +101,17 @@ void validate_group(const Plan& p, size_t gi) {
 
 }  // namespace
 
-std::string serialize_plan(const Plan& p) {
+std::string serialize_plan(const Plan& p) { return serialize_plan_version(p, container::kPlanVersion); }
+
+std::string serialize_plan_version(const Plan& p, uint32_t version) {
+  PCC_CHECK(version >= container::kOldestPlanVersion && version <= container::kPlanVersion,
+            "serialize_plan: cannot write plan version ", version);
+  const bool strided = version >= kCatStrideVersion;
   container::Writer w;
+  auto cat_stride = [&](int64_t s) {  // version 2 plans are node-major: no field, stride 1
+    if (strided) w.i64(s);
+    else PCC_CHECK(s == 1, "serialize_plan: plan version ", version, " has no category-major inputs");
+  };
   w.i64(p.num_vars);
   w.i64(p.num_rows);
   w.i64(p.root_row);
@@ -118,6 +140,7 @@ std::string serialize_plan(const Plan& p) {
     w.i64(g.num_nodes);
     w.i64(g.base);
     w.i64(g.width);
+    cat_stride(g.cat_stride);
     w.i64(g.block_size);
     w.i64(g.child_block_size);
     w.i64s(g.block_start);
@@ -138,6 +161,7 @@ std::string serialize_plan(const Plan& p) {
       w.u8(static_cast<uint8_t>(g.dist));
       w.i64(g.row_start);
       w.i64(g.num_nodes);
+      cat_stride(g.cat_stride);
       w.i64s(g.var);
       w.i64s(g.param_offset);
       w.i64s(g.num_cats);
@@ -166,11 +190,13 @@ std::string serialize_plan(const Plan& p) {
       w.i64(part);
     }
   }
-  return w.seal(container::Kind::Plan);
+  return w.seal(container::Kind::Plan, version);
 }
 
 Plan parse_plan(const std::string& bytes, const std::string& source) {
   container::Reader r = container::open(bytes, container::Kind::Plan, source);
+  const bool strided = r.version() >= kCatStrideVersion;  // older plans are node-major: cat_stride 1
+  const size_t stride_bytes = strided ? 8 : 0;
   Plan p;
   p.num_vars = r.i64("num_vars");
   p.num_rows = r.i64("num_rows");
@@ -193,7 +219,7 @@ Plan parse_plan(const std::string& bytes, const std::string& source) {
     m.plan_stride = r.i64("param run plan_stride");
   }
   p.param_group_sizes = r.i64s("param_group_sizes");
-  p.groups.resize(r.count("parameter group count", kMinGroupBytes));
+  p.groups.resize(r.count("parameter group count", kMinGroupBytes + stride_bytes));
   for (size_t gi = 0; gi < p.groups.size(); ++gi) {
     GroupLayout& g = p.groups[gi];
     r.set_context("parameter group " + std::to_string(gi));
@@ -202,6 +228,7 @@ Plan parse_plan(const std::string& bytes, const std::string& source) {
     g.num_nodes = r.i64("num_nodes");
     g.base = r.i64("base");
     g.width = r.i64("width");
+    if (strided) g.cat_stride = r.i64("cat_stride");
     g.block_size = r.i64("block_size");
     g.child_block_size = r.i64("child_block_size");
     g.block_start = r.i64s("block_start");
@@ -218,13 +245,14 @@ Plan parse_plan(const std::string& bytes, const std::string& source) {
     Layer& l = p.layers[li];
     r.set_context("layer " + std::to_string(li));
     l.kind = static_cast<LayerKind>(read_enum(r, "kind", static_cast<uint8_t>(LayerKind::Sum)));
-    l.inputs.resize(r.count("input group count", kMinInputGroupBytes));
+    l.inputs.resize(r.count("input group count", kMinInputGroupBytes + stride_bytes));
     for (size_t gi = 0; gi < l.inputs.size(); ++gi) {
       InputGroup& g = l.inputs[gi];
       r.set_context("input group " + std::to_string(gi) + " of layer " + std::to_string(li));
       g.dist = static_cast<Dist>(read_enum(r, "dist", static_cast<uint8_t>(Dist::Gaussian)));
       g.row_start = r.i64("row_start");
       g.num_nodes = r.i64("num_nodes");
+      if (strided) g.cat_stride = r.i64("cat_stride");
       g.var = r.i64s("var");
       g.param_offset = r.i64s("param_offset");
       g.num_cats = r.i64s("num_cats");
@@ -312,11 +340,9 @@ void validate_plan(const Plan& p) {
               i, " covers elements ", m.ir_offset, " + ", m.length, " of group ", m.group, " which has ",
               p.param_group_sizes[m.group]);
     PCC_CHECK(m.plan_stride >= 1, "invalid plan: param run ", i, " has stride ", m.plan_stride);
-    const bool fits = m.length == 0 ||
-                      (m.plan_offset >= 0 && m.plan_offset < num_params &&
-                       (m.length - 1) <= (num_params - 1 - m.plan_offset) / m.plan_stride);
-    PCC_CHECK(fits, "invalid plan: param run ", i, " (offset ", m.plan_offset, ", length ", m.length,
-              ", stride ", m.plan_stride, ") runs past the ", num_params, " plan parameters");
+    PCC_CHECK(strided_span_ok(m.plan_offset, m.length, m.plan_stride, num_params), "invalid plan: param run ", i,
+              " (offset ", m.plan_offset, ", length ", m.length, ", stride ", m.plan_stride, ") runs past the ",
+              num_params, " plan parameters");
   }
   PCC_CHECK(p.param_valid.size() == p.params.size(), "invalid plan: param_valid has ", p.param_valid.size(),
             " entries for ", num_params, " parameters");
@@ -341,6 +367,10 @@ void validate_plan(const Plan& p) {
       const size_t n = static_cast<size_t>(g.num_nodes);
       PCC_CHECK(g.var.size() == n && g.param_offset.size() == n && g.num_cats.size() == n,
                 "invalid plan: ", at, ": per-node arrays do not have num_nodes (", n, ") entries");
+      // Bernoulli and Gaussian slots are always node-major (backends read them as consecutive).
+      PCC_CHECK(g.cat_stride == 1 || (g.dist == Dist::Categorical && g.cat_stride > 1), "invalid plan: ", at,
+                ": cat_stride ", g.cat_stride, " for ", to_string(g.dist), " (must be 1",
+                g.dist == Dist::Categorical ? " or more)" : ")");
       for (size_t k = 0; k < n; ++k) {
         const int64_t var = g.var[k];
         PCC_CHECK(var >= 0 && var < p.num_vars, "invalid plan: ", at, ": node ", k, " reads variable ",
@@ -372,8 +402,9 @@ void validate_plan(const Plan& p) {
           default:
             raise("invalid plan: ", at, ": unknown distribution ", static_cast<int>(g.dist));
         }
-        PCC_CHECK(span_ok(g.param_offset[k], width, 0, num_params), "invalid plan: ", at, ": node ", k,
-                  " reads parameters ", g.param_offset[k], " + ", width, " of ", num_params);
+        PCC_CHECK(strided_span_ok(g.param_offset[k], width, g.cat_stride, num_params), "invalid plan: ", at,
+                  ": node ", k, " reads parameters ", g.param_offset[k], " + ", width,
+                  g.cat_stride == 1 ? "" : " with stride " + std::to_string(g.cat_stride), " of ", num_params);
       }
     }
     for (size_t qi = 0; qi < l.products.size(); ++qi) {

@@ -43,6 +43,20 @@
 namespace pcc {
 namespace {
 
+// Nodes of input groups a and b may share one group (one distribution, one parameter stride).
+bool same_layout(const InputGroup& a, const InputGroup& b) {
+  return a.dist == b.dist && a.cat_stride == b.cat_stride;
+}
+
+// A group without nodes, laid out like g, starting at `row`.
+InputGroup empty_like(const InputGroup& g, int64_t row) {
+  InputGroup n;
+  n.dist = g.dist;
+  n.cat_stride = g.cat_stride;
+  n.row_start = row;
+  return n;
+}
+
 // One IR vector's run of rows (padding included) inside an input group or product partition.
 struct Atom {
   int64_t begin = 0, end = 0;
@@ -564,19 +578,16 @@ class Reuse {
     return q;
   }
 
-  // Input atoms (in row order of the new layout) as groups: one per run of contiguous rows and dist.
+  // Input atoms (in row order of the new layout) as groups: one per run of contiguous rows, dist and
+  // cat_stride.
   std::vector<InputGroup> input_groups(const std::vector<int64_t>& atoms, const std::vector<int64_t>& map) const {
     std::vector<InputGroup> out;
     for (int64_t ai : atoms) {
       const Atom& a = atoms_[ai];
       const InputGroup& g = p_.layers[a.layer].inputs[a.part];
       const int64_t to = map[a.begin];
-      if (out.empty() || out.back().dist != g.dist || out.back().row_start + out.back().num_nodes != to) {
-        InputGroup n;
-        n.dist = g.dist;
-        n.row_start = to;
-        out.push_back(std::move(n));
-      }
+      if (out.empty() || !same_layout(out.back(), g) || out.back().row_start + out.back().num_nodes != to)
+        out.push_back(empty_like(g, to));
       InputGroup& n = out.back();
       for (int64_t r = a.begin; r < a.end; ++r) {
         const int64_t i = r - g.row_start;
@@ -720,14 +731,10 @@ Plan chunk_input_readers(const Plan& p, int64_t max_rows, std::vector<int64_t>& 
       if (owner[v] == cur || pad_first[vecs[v].end]) return r;
       auto [it, fresh] = copy_of.emplace(v, q.num_rows);
       if (fresh) {
-        // Copies of one distribution made one after another form one group (their rows follow each
+        // Copies of one layout made one after another form one group (their rows follow each
         // other), so that reuse_rows bundles a run's copies into one launch, not one per vector.
         const InputGroup& src = p.layers[vecs[v].layer].inputs[vecs[v].group];
-        if (copies.empty() || copies.back().dist != src.dist) {
-          copies.emplace_back();
-          copies.back().dist = src.dist;
-          copies.back().row_start = q.num_rows;
-        }
+        if (copies.empty() || !same_layout(copies.back(), src)) copies.push_back(empty_like(src, q.num_rows));
         InputGroup& c = copies.back();
         cuts.push_back(q.num_rows);
         const int64_t o = vecs[v].begin - src.row_start, n = vecs[v].end - vecs[v].begin;

@@ -108,7 +108,8 @@ std::string plan_report(const Plan& p) {
     const Layer& l = p.layers[i];
     const std::string at = "  " + std::to_string(i) + " ";
     for (const InputGroup& g : l.inputs) {
-      lines.push_back({g.num_nodes, at + "input    " + to_string(g.dist) + ": " + human(g.num_nodes) + " nodes"});
+      lines.push_back({g.num_nodes, at + "input    " + to_string(g.dist) + ": " + human(g.num_nodes) + " nodes" +
+                                        (g.cat_stride != 1 ? ", category-major" : "")});
     }
     for (const ProductPartition& pp : l.products) {
       lines.push_back({pp.num_nodes * pp.fanin,

@@ -60,7 +60,7 @@ void cpu_em_update(const Plan& p, float* params, const float* param_flows, doubl
         if (!idx.empty()) mix(params, param_flows, idx.data(), static_cast<int64_t>(idx.size()), s, a);
       },
       [&](const GroupLayout& g, int64_t i) {
-        const int64_t off = g.base + i * g.width;
+        const int64_t off = node_slot(g, i);
         if (g.dist == Dist::Gaussian) {
           const double s1 = param_flows[off], s2 = param_flows[off + 1], n = param_flows[off + 2];
           if (!(n > 0.0)) return;
@@ -73,10 +73,8 @@ void cpu_em_update(const Plan& p, float* params, const float* param_flows, doubl
           params[off + 1] = static_cast<float>(std::max(std::sqrt(var2), kGaussianMinStd));
         } else {
           thread_local std::vector<int64_t> slots;
-          slots.resize(g.width);
-          int64_t* ix = slots.data();
-          for (int64_t k = 0; k < g.width; ++k) ix[k] = off + k;
-          mix(params, param_flows, ix, g.width, s, a);
+          cpu::input_node_slots(g, i, slots);
+          mix(params, param_flows, slots.data(), g.width, s, a);
         }
       });
 }

@@ -32,7 +32,7 @@ void input_nodes(const InputGroup& g, const float* params, const TensorRef& x,
           if (mv && mv[b * ms]) {
             out[b] = 0.0f;
           } else {
-            out[b] = std::log(p[static_cast<int64_t>(xv[b * xs])]);
+            out[b] = std::log(p[static_cast<int64_t>(xv[b * xs]) * g.cat_stride]);
           }
         }
         break;

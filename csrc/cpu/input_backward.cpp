@@ -70,16 +70,17 @@ void reduce_slot_group(const Layer& layer, const NodeRef* nodes, int64_t count, 
     }
   }
   const float* p = params + off;
+  const int64_t stride = g0.cat_stride;  // tied nodes share one parameter group, so one stride
   if (f_missing != 0.0) {
     if (g0.dist == Dist::Gaussian) {
       const double std = p[1];
       acc[1] += f_missing * std * std;
       acc[2] += f_missing;
     } else {
-      for (int64_t k = 0; k < width; ++k) acc[k] += f_missing * double(p[k]);
+      for (int64_t k = 0; k < width; ++k) acc[k] += f_missing * double(p[k * stride]);
     }
   }
-  for (int64_t k = 0; k < width; ++k) param_flows[off + k] += static_cast<float>(acc[k]);
+  for (int64_t k = 0; k < width; ++k) param_flows[off + k * stride] += static_cast<float>(acc[k]);
 }
 
 }  // namespace

@@ -78,17 +78,15 @@ void cpu_normalize(const Plan& p, const float* log_params, float* params) {
         cpu::softmax(log_params, params, idx.data(), static_cast<int64_t>(idx.size()));
       },
       [&](const GroupLayout& g, int64_t i) {
-        const int64_t off = g.base + i * g.width;
+        const int64_t off = node_slot(g, i);
         if (g.dist == Dist::Gaussian) {
           params[off] = log_params[off];
           params[off + 1] = std::exp(log_params[off + 1]);
           params[off + 2] = 0.0f;
         } else {
           thread_local std::vector<int64_t> slots;
-          slots.resize(g.width);
-          int64_t* ix = slots.data();
-          for (int64_t k = 0; k < g.width; ++k) ix[k] = off + k;
-          cpu::softmax(log_params, params, ix, g.width);
+          cpu::input_node_slots(g, i, slots);
+          cpu::softmax(log_params, params, slots.data(), g.width);
         }
       });
 }
@@ -103,13 +101,15 @@ void cpu_log_params(const Plan& p, const float* params, float* log_params) {
         });
       },
       [&](const GroupLayout& g, int64_t i) {
-        const int64_t off = g.base + i * g.width;
+        const int64_t off = node_slot(g, i);
         if (g.dist == Dist::Gaussian) {
           log_params[off] = params[off];
           log_params[off + 1] = std::log(params[off + 1]);
           log_params[off + 2] = 0.0f;
         } else {
-          for (int64_t k = 0; k < g.width; ++k) log_params[off + k] = std::log(params[off + k]);
+          thread_local std::vector<int64_t> slots;
+          cpu::input_node_slots(g, i, slots);
+          for (int64_t j : slots) log_params[j] = std::log(params[j]);
         }
       });
 }

@@ -38,7 +38,7 @@ void cpu_param_grads(const Plan& p, const float* params, const float* param_flow
         softmax_grad(params, param_flows, grad, idx.data(), static_cast<int64_t>(idx.size()));
       },
       [&](const GroupLayout& g, int64_t i) {
-        const int64_t off = g.base + i * g.width;
+        const int64_t off = node_slot(g, i);
         if (g.dist == Dist::Gaussian) {
           const double s1 = param_flows[off], s2 = param_flows[off + 1], n = param_flows[off + 2];
           const double sd = params[off + 1], var = sd * sd;  // S1, S2 are centred on the mean
@@ -47,10 +47,8 @@ void cpu_param_grads(const Plan& p, const float* params, const float* param_flow
           grad[off + 2] = 0.0f;
         } else {
           thread_local std::vector<int64_t> slots;
-          slots.resize(g.width);
-          int64_t* ix = slots.data();
-          for (int64_t k = 0; k < g.width; ++k) ix[k] = off + k;
-          softmax_grad(params, param_flows, grad, ix, g.width);
+          cpu::input_node_slots(g, i, slots);
+          softmax_grad(params, param_flows, grad, slots.data(), g.width);
         }
       });
   // Slots outside every node's row (pad rows of sum blocks) carry no parameter either.

@@ -1,5 +1,5 @@
 // Walking the parameters node by node (internal to csrc/cpu): the units cpu_normalize,
-// cpu_log_params, cpu_em_update and cpu_param_grads split over threads, and a sum node's slots.
+// cpu_log_params, cpu_em_update and cpu_param_grads split over threads, and a node's slots.
 // Every unit touches only its own nodes' slots (tied vectors share one GroupLayout, so each slot
 // belongs to exactly one unit), so the per-node ops run unit-parallel without races.
 #pragma once
@@ -22,6 +22,14 @@ inline void for_row_slots(const GroupLayout& g, int64_t s, int64_t r, F&& f) {
     const int64_t base = g.block_offsets[q] + r * cb;
     for (int64_t c = 0; c < cb; ++c) f(base + c);
   }
+}
+
+// The slots of Categorical / Bernoulli input node i of group g, in category order, into idx
+// (node-major or category-major, plan.h).
+inline void input_node_slots(const GroupLayout& g, int64_t i, std::vector<int64_t>& idx) {
+  idx.resize(g.width);
+  const int64_t first = node_slot(g, i);
+  for (int64_t k = 0; k < g.width; ++k) idx[k] = first + k * g.cat_stride;
 }
 
 // Runs sum_row(g, s, r) for each real node of every sum block and input_node(g, i) for each input

@@ -20,13 +20,16 @@ constexpr int kInternalError = 1;
 
 void usage(std::ostream& out) {
   out << "usage: pcc-compile IN.pcir [-o OUT.pcplan] [--block-size=N] [--max-partitions=N]\n"
-         "                   [--dump-after=PASS] [--quiet]\n"
+         "                   [--category-major-cats=N] [--dump-after=PASS] [--quiet]\n"
          "       pcc-compile --report PLAN.pcplan\n"
          "\n"
          "Compiles a circuit into an execution plan and prints the compile report.\n"
          "  -o, --output=FILE      write the plan to FILE (.pcplan)\n"
          "  --block-size=N         sum block size, a power of two (default: chosen per vector)\n"
          "  --max-partitions=N     fan-in buckets per layer (default 4)\n"
+         "  --category-major-cats=N\n"
+         "                         store categorical inputs with more than N categories category-major\n"
+         "                         (default 512; 0: all, -1: none)\n"
          "  --dump-after=PASS      print the result of PASS to stdout; passes:";
   for (const auto& n : pcc::pass_names()) out << ' ' << n;
   out << "\n"
@@ -42,12 +45,13 @@ struct Args {
   bool quiet = false, report = false, help = false;
 };
 
-int64_t parse_int(const std::string& flag, const std::string& text) {
+int64_t parse_int(const std::string& flag, const std::string& text, int64_t min = 0) {
   int64_t v = 0;
   const char* end = text.data() + text.size();
   const auto [ptr, ec] = std::from_chars(text.data(), end, v);
-  PCC_CHECK(ec == std::errc() && ptr == end && v >= 0, "bad value '", text, "' for ", flag,
-            " (expected a non-negative integer)");
+  PCC_CHECK(ec == std::errc() && ptr == end && v >= min, "bad value '", text, "' for ", flag,
+            min == 0 ? std::string(" (expected a non-negative integer)")
+                     : " (expected an integer >= " + std::to_string(min) + ")");
   return v;
 }
 
@@ -82,6 +86,8 @@ Args parse_args(int argc, char** argv) {
       a.options.block_size = parse_int(arg, take());
     } else if (arg == "--max-partitions") {
       a.options.max_partitions = parse_int(arg, take());
+    } else if (arg == "--category-major-cats") {
+      a.options.category_major_cats = parse_int(arg, take(), -1);
     } else if (arg == "--dump-after") {
       a.options.dump_after = take();
       bool known = false;

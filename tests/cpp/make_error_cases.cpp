@@ -181,13 +181,15 @@ int main(int argc, char** argv) {
        "input vector 3: tied to input vector 0 (parameter group 0) but differs in num_cats");
 
   // ---- plans ----
+  // The committed plan cases from before cat_stride are version 2 files, kept so that cli.error_cases
+  // also reads that version; rerunning this writes them as version 3 (the same messages).
   emit("plan_truncated.pcplan", plan.substr(0, plan.size() / 2), "truncated: need");
   {
     std::string bad = plan;
     bad[bad.size() - 5] ^= 0x40;
     emit("plan_checksum.pcplan", bad, "corrupt: checksum mismatch");
   }
-  emit("plan_newer_version.pcplan", with_version(plan, 3), "file version 3 is newer than this pcc reads (2)");
+  emit("plan_newer_version.pcplan", with_version(plan, 4), "file version 4 is newer than this pcc reads (3)");
   emit("plan_older_version.pcplan", with_version(plan, 1), "file version 1 is older than this pcc reads (2); recompile");
   {
     Plan p = tiny_plan();
@@ -205,6 +207,14 @@ int main(int argc, char** argv) {
     p.groups[1].base = 8;
     emit("plan_group_slots.pcplan", serialize_plan(p),
          "invalid plan: parameter group 1: slots 8 + 2 x 2 outside the 10 parameters");
+    p = tiny_plan();
+    p.groups[0].cat_stride = 3;
+    emit("plan_group_cat_stride.pcplan", serialize_plan(p),
+         "invalid plan: parameter group 0: cat_stride 3 (must be 1, or num_nodes 2 for categorical)");
+    p = tiny_plan();
+    p.layers[0].inputs[0].cat_stride = 9;
+    emit("plan_cat_stride_slots.pcplan", serialize_plan(p),
+         "invalid plan: input group 0 of layer 0: node 1 reads parameters 2 + 2 with stride 9 of 10");
     p = tiny_plan();
     p.groups[2].block_start = {0, 2};
     emit("plan_group_block_start.pcplan", serialize_plan(p),

@@ -91,14 +91,18 @@ struct VarInfo {
   int64_t cats;
 };
 
-inline Circuit random_circuit(const std::vector<VarInfo>& vars, int64_t roots, int64_t n = 4) {
+// varied_inputs: input vectors of 1 .. 2n nodes (different node counts per parameter group) in place
+// of n, under dense and sparse sums only (block sums need children in whole blocks).
+inline Circuit random_circuit(const std::vector<VarInfo>& vars, int64_t roots, int64_t n = 4,
+                              bool varied_inputs = false) {
   Builder b;
   std::vector<int64_t> leaf;
   for (size_t v = 0; v < vars.size(); ++v) {
-    const int64_t a = random_input(b, v, n, vars[v].dist, vars[v].cats, -1);
+    const int64_t m = varied_inputs ? 1 + randint(2 * n) : n;
+    const int64_t a = random_input(b, v, m, vars[v].dist, vars[v].cats, -1);
     const bool tie = uni(0, 1) < 0.5;
-    const int64_t c = random_input(b, v, n, vars[v].dist, vars[v].cats, tie ? b.c.nodes[a].params : -1);
-    leaf.push_back(random_sum(b, {a, c}, n, static_cast<int>(v % 3)));
+    const int64_t c = random_input(b, v, m, vars[v].dist, vars[v].cats, tie ? b.c.nodes[a].params : -1);
+    leaf.push_back(random_sum(b, {a, c}, n, static_cast<int>(v % (varied_inputs ? 2 : 3))));
   }
   std::vector<int64_t> level = leaf;
   while (level.size() > 1) {

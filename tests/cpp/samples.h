@@ -123,12 +123,16 @@ inline Circuit two_products(SumForm form, std::vector<int64_t> edges, std::vecto
 // RAT-SPN's first layers in small: 3 repetitions, each a product of 4 regions (sums over a product
 // of two input vectors), over 8 variables with `n` nodes per vector. Each repetition has its own input
 // vectors except variable 0's, which all share (a few inputs read by several runs of a split layer);
-// with share_all, as in RAT-SPN, all repetitions read the same 8 input vectors.
-inline Circuit repetitions_circuit(int64_t n = 16, bool share_all = false) {
+// with share_all, as in RAT-SPN, all repetitions read the same 8 input vectors. varied: variable v's
+// vectors have n + v nodes (category-major, each its own stride), variable 1's is shared too, and
+// the region products pick their children's nodes with edges.
+inline Circuit repetitions_circuit(int64_t n = 16, bool share_all = false, bool varied = false) {
   Builder b;
-  const int64_t shared = b.input(0, n, Dist::Categorical, 3, b.group(normalized(n, 3)));
+  auto size = [&](int64_t v) { return varied ? n + v : n; };
+  const int64_t shared = b.input(0, size(0), Dist::Categorical, 3, b.group(normalized(size(0), 3)));
   std::vector<int64_t> common = {shared};
-  for (int64_t v = 1; v < 8; ++v) common.push_back(b.input(v, n, Dist::Categorical, 3, b.group(normalized(n, 3, v))));
+  for (int64_t v = 1; v < 8; ++v)
+    common.push_back(b.input(v, size(v), Dist::Categorical, 3, b.group(normalized(size(v), 3, v))));
   const int64_t pairs[3][4][2] = {{{0, 1}, {2, 3}, {4, 5}, {6, 7}},
                                   {{0, 3}, {1, 2}, {4, 7}, {5, 6}},
                                   {{0, 5}, {1, 4}, {2, 7}, {3, 6}}};
@@ -136,10 +140,19 @@ inline Circuit repetitions_circuit(int64_t n = 16, bool share_all = false) {
   for (const auto& rep : pairs) {
     std::vector<int64_t> in = {shared};
     for (int64_t v = 1; v < 8; ++v)
-      in.push_back(share_all ? common[v] : b.input(v, n, Dist::Categorical, 3, b.group(normalized(n, 3, v))));
+      in.push_back(share_all || (varied && v == 1)
+                       ? common[v]
+                       : b.input(v, size(v), Dist::Categorical, 3, b.group(normalized(size(v), 3, v))));
     std::vector<int64_t> regions;
-    for (const auto& pr : rep)
-      regions.push_back(b.sum({b.product({in[pr[0]], in[pr[1]]}, n)}, n, SumForm::Dense, b.group(normalized(n, n))));
+    for (const auto& pr : rep) {
+      std::vector<int64_t> edges;  // node i reads node i of each child, wrapped to its size
+      for (int64_t i = 0; varied && i < n; ++i) {
+        edges.push_back(i % size(pr[0]));
+        edges.push_back(i % size(pr[1]));
+      }
+      const int64_t prod = b.product({in[pr[0]], in[pr[1]]}, n, edges);
+      regions.push_back(b.sum({prod}, n, SumForm::Dense, b.group(normalized(n, n))));
+    }
     reps.push_back(b.product(regions, n));
   }
   b.sum(reps, 1, SumForm::Dense, b.group(normalized(1, 3 * n)));

@@ -1,6 +1,7 @@
 // CPU backward (flows), normalize / log_params, EM update and parameter gradients, on circuits
 // compiled with pcc::compile: random circuits with dense, sparse and block sums, tied sum and input
-// vectors, all three distributions and random missing masks; a circuit 200 layers deep; a multi-root
+// vectors, all three distributions (Categorical parameters node- and category-major) and random
+// missing masks; a circuit 200 layers deep; a multi-root
 // circuit whose sums take the backward's exact (overflow-guarded) path. References are an
 // independent double-precision evaluation of the IR written here (values, per-sample flows,
 // parameter flows, EM), and central finite differences of the summed log-likelihood with respect
@@ -115,6 +116,9 @@ struct Ref {
 };
 
 int64_t width_of(const NodeVector& v) { return param_width(v.dist, v.num_cats); }
+
+// Slot k of input node i of group gl in a plan-layout buffer (node- or category-major, plan.h).
+int64_t slot(const GroupLayout& gl, int64_t i, int64_t k) { return node_slot(gl, i) + k * gl.cat_stride; }
 
 Ref reference(const Circuit& c, const std::vector<std::vector<double>>& P, const Data& d,
               const std::vector<double>& rflow, bool with_flows = true) {
@@ -316,8 +320,9 @@ Run check_flows(const char* name, const Circuit& c, const Plan& plan, const Data
       const std::vector<float> got = read_group(plan, r.pflow.data(), static_cast<int64_t>(g));
       for (size_t e = 0; e < got.size(); ++e) check_close("edge flow", got[e], R.pflow[g][e], tol, bad);
     } else {
-      for (int64_t k = 0; k < gl.num_nodes * gl.width; ++k)
-        check_close("input statistic", r.pflow[gl.base + k], R.pflow[g][k], tol, bad);
+      for (int64_t i = 0; i < gl.num_nodes; ++i)
+        for (int64_t k = 0; k < gl.width; ++k)
+          check_close("input statistic", r.pflow[slot(gl, i, k)], R.pflow[g][i * gl.width + k], tol, bad);
     }
   }
   // Conservation: per sum node, its edge flows add up to its node flow (summed over tied vectors).
@@ -354,9 +359,9 @@ void check_variable_totals(const char* name, const Circuit& c, const Plan& plan,
     seen[v.params] = 1;  // tied vectors (same variable here) share slots
     const GroupLayout& gl = plan.groups[v.params];
     for (int64_t i = 0; i < gl.num_nodes; ++i) {
-      if (gl.dist == Dist::Gaussian) tot[v.var] += r.pflow[gl.base + i * 3 + 2];
+      if (gl.dist == Dist::Gaussian) tot[v.var] += r.pflow[slot(gl, i, 2)];
       else
-        for (int64_t k = 0; k < gl.width; ++k) tot[v.var] += r.pflow[gl.base + i * gl.width + k];
+        for (int64_t k = 0; k < gl.width; ++k) tot[v.var] += r.pflow[slot(gl, i, k)];
     }
   }
   int bad = 0;
@@ -415,7 +420,7 @@ void check_grads(const char* name, const Circuit& c, const Plan& plan, const Dat
             for (int64_t j = 0; j < gl.width; ++j) tot += p[i * gl.width + j];
             for (int64_t j = 0; j < gl.width; ++j) p[i * gl.width + j] /= tot;
           });
-          cmp(grad[gl.base + i * gl.width + k], want);
+          cmp(grad[slot(gl, i, k)], want);
         }
     } else if (gl.dist == Dist::Bernoulli) {
       for (int64_t i = 0; i < gl.num_nodes; ++i)
@@ -424,14 +429,14 @@ void check_grads(const char* name, const Circuit& c, const Plan& plan, const Dat
             const double q0 = (1 - p[i]) * (k == 0 ? std::exp(dh) : 1.0), q1 = p[i] * (k == 1 ? std::exp(dh) : 1.0);
             p[i] = q1 / (q0 + q1);
           });
-          cmp(grad[gl.base + 2 * i + k], want);
+          cmp(grad[slot(gl, i, k)], want);
         }
     } else {
       const int64_t n = gl.num_nodes;
       for (int64_t i = 0; i < n; ++i) {
-        cmp(grad[gl.base + 3 * i], fd([&](std::vector<double>& p, double dh) { p[i] += dh; }));
-        cmp(grad[gl.base + 3 * i + 1], fd([&](std::vector<double>& p, double dh) { p[n + i] *= std::exp(dh); }));
-        CHECK(grad[gl.base + 3 * i + 2] == 0.0f);
+        cmp(grad[slot(gl, i, 0)], fd([&](std::vector<double>& p, double dh) { p[i] += dh; }));
+        cmp(grad[slot(gl, i, 1)], fd([&](std::vector<double>& p, double dh) { p[n + i] *= std::exp(dh); }));
+        CHECK(grad[slot(gl, i, 2)] == 0.0f);
       }
     }
   }
@@ -512,9 +517,11 @@ void test_random_circuits() {
     const Circuit c = random_circuit(vars, roots);
     CompileOptions opt;
     if (trial % 2) opt.block_size = 2;
+    opt.category_major_cats = trial < 3 ? 0 : -1;  // every Categorical group category-major, or none
     const Plan plan = compile(c, opt);
     const int64_t B = 1 + randint(150);
-    const std::string name = "random circuit " + std::to_string(trial) + " (batch " + std::to_string(B) + ")";
+    const std::string name = "random circuit " + std::to_string(trial) + " (batch " + std::to_string(B) +
+                             (trial < 3 ? ", category-major)" : ")");
     // Missing values, random root flows.
     const Data dm = make_data(c, vars, B, 0.2);
     const std::vector<float> rf = root_flows(B, roots, false);
@@ -554,16 +561,18 @@ void test_random_circuits() {
 // A chain 200+ layers deep: S_k = sum(P_k), P_k = S_{k-1} x I_k. Log-likelihoods of hundreds of nats.
 // RAT-SPN's first layer in small (samples.h), split into runs (chunk_input_rows): each run's inputs
 // share one region, are recomputed before its backward, and inputs an earlier run read are copied:
-// flows and EM must not notice.
+// flows and EM must not notice. Variant 2: inputs of varied sizes, category-major.
 void test_input_runs() {
   const std::vector<VarInfo> vars(8, VarInfo{Dist::Categorical, 3});
-  for (const bool share_all : {false, true})  // true: the layer stays whole, its products kept
+  for (const int variant : {0, 1, 2})  // 1: all shared, the layer stays whole, its products kept
   for (int64_t rows : {1, 16, 40}) {
-    const Circuit c = repetitions_circuit(8, share_all);
+    const Circuit c = repetitions_circuit(8, variant == 1, variant == 2);
     CompileOptions runs;
     runs.chunk_input_rows = rows;
+    runs.category_major_cats = variant == 2 ? 0 : -1;
     const Plan plan = compile(c, runs);
-    const std::string name = "input runs of " + std::to_string(rows) + " rows" + (share_all ? ", all shared" : "");
+    const std::string name = "input runs of " + std::to_string(rows) + " rows" +
+                             (variant == 1 ? ", all shared" : variant == 2 ? ", category-major" : "");
     const int64_t B = 1 + randint(90);
     const Data dm = make_data(c, vars, B, 0.2);
     const std::vector<float> rf = root_flows(B, 1, false);
@@ -711,46 +720,130 @@ void test_spread_sparse() {
 void test_normalize() {
   const std::vector<VarInfo> vars = random_vars(4, false);
   const Circuit c = random_circuit(vars, 1);
-  const Plan plan = compile(c);
-  std::vector<float> lp(plan.params.size()), p(plan.params.size(), 5.0f), back(plan.params.size());
-  cpu_log_params(plan, plan.params.data(), lp.data());
-  cpu_normalize(plan, lp.data(), p.data());
-  double worst = 0;
-  for (size_t i = 0; i < p.size(); ++i) {
-    if (!plan.param_valid[i]) {
-      CHECK(p[i] == 0.0f && lp[i] == 0.0f);
-      continue;
-    }
-    worst = std::max(worst, double(std::abs(p[i] - plan.params[i])));
-  }
-  CHECK(worst <= 1e-6);
-  // Random log-parameters: every node's parameters sum to 1 and log_params inverts normalize.
-  for (size_t i = 0; i < lp.size(); ++i) lp[i] = float(uni(-5, 5));
-  cpu_normalize(plan, lp.data(), p.data());
-  cpu_log_params(plan, p.data(), back.data());
-  std::vector<float> p2(p.size());
-  cpu_normalize(plan, back.data(), p2.data());
-  for (size_t i = 0; i < p.size(); ++i) CHECK(std::abs(p[i] - p2[i]) <= 1e-6);
-  for (size_t g = 0; g < c.params.size(); ++g) {
-    const GroupLayout& gl = plan.groups[g];
-    if (gl.num_nodes == 0 || (gl.kind == NodeKind::Input && gl.dist == Dist::Gaussian)) continue;
-    if (gl.kind == NodeKind::Input) {
-      for (int64_t i = 0; i < gl.num_nodes; ++i) {
-        double t = 0;
-        for (int64_t k = 0; k < gl.width; ++k) t += p[gl.base + i * gl.width + k];
-        CHECK(std::abs(t - 1) <= 1e-5);
+  for (const int64_t category_major : {-1, 0}) {
+    CompileOptions opt;
+    opt.category_major_cats = category_major;
+    const Plan plan = compile(c, opt);
+    std::vector<float> lp(plan.params.size()), p(plan.params.size(), 5.0f), back(plan.params.size());
+    cpu_log_params(plan, plan.params.data(), lp.data());
+    cpu_normalize(plan, lp.data(), p.data());
+    double worst = 0;
+    for (size_t i = 0; i < p.size(); ++i) {
+      if (!plan.param_valid[i]) {
+        CHECK(p[i] == 0.0f && lp[i] == 0.0f);
+        continue;
       }
-    } else {
-      for (int64_t s = 0; s + 1 < static_cast<int64_t>(gl.block_start.size()); ++s)
-        for (int64_t r = 0; r < gl.block_size && s * gl.block_size + r < gl.num_nodes; ++r) {
+      worst = std::max(worst, double(std::abs(p[i] - plan.params[i])));
+    }
+    CHECK(worst <= 1e-6);
+    // Random log-parameters: every node's parameters sum to 1 and log_params inverts normalize.
+    for (size_t i = 0; i < lp.size(); ++i) lp[i] = float(uni(-5, 5));
+    cpu_normalize(plan, lp.data(), p.data());
+    cpu_log_params(plan, p.data(), back.data());
+    std::vector<float> p2(p.size());
+    cpu_normalize(plan, back.data(), p2.data());
+    for (size_t i = 0; i < p.size(); ++i) CHECK(std::abs(p[i] - p2[i]) <= 1e-6);
+    for (size_t g = 0; g < c.params.size(); ++g) {
+      const GroupLayout& gl = plan.groups[g];
+      if (gl.num_nodes == 0 || (gl.kind == NodeKind::Input && gl.dist == Dist::Gaussian)) continue;
+      if (gl.kind == NodeKind::Input) {
+        for (int64_t i = 0; i < gl.num_nodes; ++i) {
           double t = 0;
-          for (int64_t q = gl.block_start[s]; q < gl.block_start[s + 1]; ++q)
-            for (int64_t k = 0; k < gl.child_block_size; ++k) t += p[gl.block_offsets[q] + r * gl.child_block_size + k];
+          for (int64_t k = 0; k < gl.width; ++k) t += p[slot(gl, i, k)];
           CHECK(std::abs(t - 1) <= 1e-5);
         }
+      } else {
+        for (int64_t s = 0; s + 1 < static_cast<int64_t>(gl.block_start.size()); ++s)
+          for (int64_t r = 0; r < gl.block_size && s * gl.block_size + r < gl.num_nodes; ++r) {
+            double t = 0;
+            for (int64_t q = gl.block_start[s]; q < gl.block_start[s + 1]; ++q)
+              for (int64_t k = 0; k < gl.child_block_size; ++k) t += p[gl.block_offsets[q] + r * gl.child_block_size + k];
+            CHECK(std::abs(t - 1) <= 1e-5);
+          }
+      }
     }
+    std::printf("normalize / log_params (category_major_cats %lld): round trip worst %.1e\n",
+                static_cast<long long>(category_major), worst);
   }
-  std::printf("normalize / log_params: round trip worst %.1e\n", worst);
+}
+
+// A plan-layout buffer with every input group's slots rewritten node-major (node i's slot k at
+// base + i * width + k), so buffers of a category-major plan compare with a node-major plan's.
+std::vector<float> node_major(const Plan& p, const std::vector<float>& buf) {
+  std::vector<float> out = buf;
+  for (const GroupLayout& gl : p.groups)
+    if (gl.kind == NodeKind::Input)
+      for (int64_t i = 0; i < gl.num_nodes; ++i)
+        for (int64_t k = 0; k < gl.width; ++k) out[gl.base + i * gl.width + k] = buf[slot(gl, i, k)];
+  return out;
+}
+
+void check_same(const char* what, const std::vector<float>& got, const std::vector<float>& want) {
+  int bad = 0;
+  CHECK_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size() && i < want.size(); ++i) check_close(what, got[i], want[i], 1e-6, bad);
+  if (bad) pcc_test::fail(__FILE__, __LINE__, std::string(what) + ": " + std::to_string(bad) + " mismatches");
+}
+
+// Random circuits (varied node and category counts, ties, missing values) compiled with every
+// Categorical group category-major and with none: forward, flows, EM, normalize / log_params and
+// gradients agree slot for slot and in IR order (read_group); the category-major plan also against
+// the float64 reference.
+void test_category_major() {
+  int64_t total_strided = 0;
+  for (int trial = 0; trial < 4; ++trial) {
+    std::vector<VarInfo> vars = random_vars(5, false);
+    vars[trial % 5] = vars[(trial + 1) % 5] = {Dist::Categorical, 0};
+    for (VarInfo& v : vars)
+      if (v.dist == Dist::Categorical) v.cats = 2 + randint(30);
+    const int64_t roots = 1 + trial % 2;
+    const Circuit c = random_circuit(vars, roots, 4, true);
+    CompileOptions om, on;
+    om.category_major_cats = 0;
+    on.category_major_cats = -1;
+    om.block_size = on.block_size = trial % 2 ? 2 : 0;
+    const Plan pm = compile(c, om), pn = compile(c, on);
+    int64_t strided = 0, multi_node = 0;  // Categorical groups of 2+ nodes: all category-major
+    for (const GroupLayout& gl : pm.groups) {
+      strided += gl.cat_stride > 1;
+      multi_node += gl.num_nodes > 1 && gl.kind == NodeKind::Input && gl.dist == Dist::Categorical;
+    }
+    CHECK_EQ(strided, multi_node);
+    total_strided += strided;
+    CHECK(node_major(pm, pm.params) == pn.params);
+    const int64_t B = 1 + randint(100);
+    const Data d = make_data(c, vars, B, 0.2);
+    const std::vector<float> rf = root_flows(B, roots, false);
+    const std::string name = "category-major circuit " + std::to_string(trial);
+    const Run rm = check_flows(name.c_str(), c, pm, d, rf, 1e-4), rn = run(pn, pn.params.data(), d, rf);
+    check_same("forward", rm.out, rn.out);
+    check_same("parameter flows", node_major(pm, rm.pflow), rn.pflow);
+    check_grads(name.c_str(), c, pm, d, rf, rm);
+    check_em(name.c_str(), c, pm, d, rf, 0.7, 0.2);
+    std::vector<float> em = pm.params, en = pn.params;
+    cpu_em_update(pm, em.data(), rm.pflow.data(), 0.7, 0.2);
+    cpu_em_update(pn, en.data(), rn.pflow.data(), 0.7, 0.2);
+    check_same("EM update", node_major(pm, em), en);
+    for (size_t g = 0; g < c.params.size(); ++g)
+      if (pm.groups[g].num_nodes > 0)
+        check_same("EM update in IR order", read_group(pm, em.data(), g), read_group(pn, en.data(), g));
+    std::vector<float> gm(pm.params.size(), 0.0f), gn(pn.params.size(), 0.0f);
+    cpu_param_grads(pm, pm.params.data(), rm.pflow.data(), gm.data());
+    cpu_param_grads(pn, pn.params.data(), rn.pflow.data(), gn.data());
+    check_same("gradients", node_major(pm, gm), gn);
+    std::vector<float> lm(pm.params.size()), ln(pn.params.size());
+    cpu_log_params(pm, pm.params.data(), lm.data());
+    cpu_log_params(pn, pn.params.data(), ln.data());
+    check_same("log_params", node_major(pm, lm), ln);
+    for (float& x : lm) x = float(uni(-5, 5));  // random log-parameters, the same in both layouts
+    ln = node_major(pm, lm);
+    cpu_normalize(pm, lm.data(), em.data());
+    cpu_normalize(pn, ln.data(), en.data());
+    check_same("normalize", node_major(pm, em), en);
+  }
+  CHECK(total_strided > 0);
+  std::printf("category-major inputs (%lld groups): the CPU ops agree with node-major and the reference\n",
+              static_cast<long long>(total_strided));
 }
 
 // Full-batch EM (step 1, pseudocount 0) never lowers the log-likelihood.
@@ -819,6 +912,7 @@ int main() {
   test_extreme_shift();
   test_spread_sparse();
   test_normalize();
+  test_category_major();
   test_em_monotone();
   return pcc_test::report("test_cpu_backward");
 }

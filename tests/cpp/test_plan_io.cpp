@@ -1,16 +1,33 @@
-// .pcplan round trip (exact) and validate_plan: each index a backend follows is checked.
+// .pcplan round trip (exact), version 2 files (before cat_stride) still read, and validate_plan:
+// each index a backend follows is checked.
+#include <cstdint>
 #include <cstring>
 #include <functional>
 
 #include "check.h"
+#include "core/plan_io.h"
 #include "pcc/compiler.h"
 #include "pcc/plan.h"
+#include "random_circuits.h"
 #include "samples.h"
 
 using namespace pcc;
 using namespace pcc_test;
 
 namespace {
+
+// tiny_plan() with its categorical group category-major: slot k of node i at i + 2 k.
+Plan category_major_tiny() {
+  Plan p = tiny_plan();
+  p.params[1] = 0.5f;  // node 0 (0.25, 0.75), node 1 (0.5, 0.5)
+  p.params[2] = 0.75f;
+  p.groups[0].cat_stride = 2;
+  p.layers[0].inputs[0].cat_stride = 2;
+  p.layers[0].inputs[0].param_offset = {0, 1};
+  p.param_map[0] = {0, 0, 0, 2, 2};
+  p.param_map.insert(p.param_map.begin() + 1, ParamRun{0, 2, 1, 2, 2});
+  return p;
+}
 
 // A copy of tiny_plan() changed by `edit` must fail validation (directly and when read from bytes)
 // with a message containing `part`.
@@ -69,6 +86,39 @@ int main() {
     std::remove((dir + "/t.pcplan").c_str());
     std::remove(dir.c_str());
   }
+  {  // Category-major inputs round-trip, in a hand-written plan and in compiled ones.
+    const Plan p = category_major_tiny();
+    validate_plan(p);
+    const Plan back = parse_plan(serialize_plan(p));
+    CHECK_EQ(back.groups[0].cat_stride, 2);
+    CHECK_EQ(back.groups[1].cat_stride, 1);
+    CHECK_EQ(back.layers[0].inputs[0].cat_stride, 2);
+    CHECK(back.layers[0].inputs[0].param_offset == p.layers[0].inputs[0].param_offset);
+    CHECK(read_group(back, back.params.data(), 0) == read_group(tiny_plan(), tiny_plan().params.data(), 0));
+    CHECK_THROWS(serialize_plan_version(p, 2), "plan version 2 has no category-major inputs");
+    rng.seed(17);
+    const Circuit c = random_circuit(random_vars(5, false), 1, 4, true);
+    for (const int64_t cm : {0, -1}) {
+      CompileOptions o;
+      o.category_major_cats = cm;
+      const Plan q = compile(c, o);
+      const std::string bytes = serialize_plan(q);
+      const Plan qb = parse_plan(bytes);
+      CHECK(serialize_plan(qb) == bytes);
+      for (size_t g = 0; g < q.groups.size(); ++g) CHECK_EQ(qb.groups[g].cat_stride, q.groups[g].cat_stride);
+      for (size_t l = 0; l < q.layers.size(); ++l)
+        for (size_t k = 0; k < q.layers[l].inputs.size(); ++k)
+          CHECK_EQ(qb.layers[l].inputs[k].cat_stride, q.layers[l].inputs[k].cat_stride);
+    }
+  }
+  {  // A version 2 file (no cat_stride fields) reads as node-major, exactly.
+    for (const Plan& p : {tiny_plan(), compile(tiny_circuit())}) {
+      const std::string v2 = serialize_plan_version(p, 2);
+      CHECK(v2 != serialize_plan(p));
+      CHECK(serialize_plan(parse_plan(v2, "old.pcplan")) == serialize_plan(p));
+    }
+    CHECK_THROWS(serialize_plan_version(tiny_plan(), 1), "cannot write plan version 1");
+  }
   rejects([](Plan& p) { p.num_rows = 0; }, "num_rows is 0");
   rejects([](Plan& p) { p.var_limit.pop_back(); }, "var_limit has 1 entries for 2 variables");
   rejects([](Plan& p) { p.root_row = 8; p.num_root_nodes = 2; }, "root rows 8 + 2");
@@ -110,6 +160,27 @@ int main() {
   rejects([](Plan& p) { p.groups[0].num_nodes = 6; }, "parameter group 0: slots 0 + 6 x 2 outside the 10 parameters");
   rejects([](Plan& p) { p.groups[1].width = 1; }, "parameter group 1: width 1 for");
   rejects([](Plan& p) { p.groups[0].num_nodes = -1; }, "parameter group 0: num_nodes is -1");
+  // cat_stride: 1, or num_nodes for a categorical group layout; an input group's slots in range.
+  rejects([](Plan& p) { p.groups[0].cat_stride = 3; },
+          "parameter group 0: cat_stride 3 (must be 1, or num_nodes 2 for categorical)");
+  rejects([](Plan& p) { p.groups[0].cat_stride = 0; }, "parameter group 0: cat_stride 0");
+  rejects([](Plan& p) { p.groups[1].cat_stride = 2; }, "parameter group 1: cat_stride 2");
+  rejects([](Plan& p) { p.layers[0].inputs[0].cat_stride = 0; },
+          "input group 0 of layer 0: cat_stride 0 for categorical (must be 1 or more)");
+  rejects([](Plan& p) { p.layers[0].inputs[0].cat_stride = -2; }, "input group 0 of layer 0: cat_stride -2");
+  rejects([](Plan& p) { p.layers[0].inputs[1].cat_stride = 2; },
+          "input group 1 of layer 0: cat_stride 2 for bernoulli (must be 1)");
+  rejects([](Plan& p) { p.layers[0].inputs[0].cat_stride = 9; }, "node 1 reads parameters 2 + 2 with stride 9 of 10");
+  rejects([](Plan& p) { p.layers[0].inputs[0].cat_stride = INT64_MAX; },  // must not wrap around
+          "node 0 reads parameters 0 + 2 with stride 9223372036854775807 of 10");
+  {
+    Plan p = category_major_tiny();
+    p.layers[0].inputs[0].param_offset[1] = 2;  // slots 2 and 4: inside the buffer, so valid
+    validate_plan(p);
+    p.layers[0].inputs[0].param_offset[1] = 8;  // slots 8 and 10
+    CHECK_THROWS(validate_plan(p), "node 1 reads parameters 8 + 2 with stride 2 of 10");
+    CHECK_THROWS(parse_plan(serialize_plan(p), "cm.pcplan"), "cm.pcplan: invalid plan", "with stride 2 of 10");
+  }
   rejects([](Plan& p) { p.groups[2].block_offsets[0] = 9; }, "parameter group 2: weight block at 9 outside the 10");
   rejects([](Plan& p) { p.groups[2].block_start = {0, 2}; }, "parameter group 2: block_start does not span block_offsets");
   rejects([](Plan& p) { p.groups[2].block_start = {1, 1}; }, "parameter group 2: block_start does not span block_offsets");

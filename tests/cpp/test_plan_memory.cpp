@@ -1,6 +1,7 @@
 // Tests of plan_memory through the whole pipeline: rows of vectors are disjoint and in range, pad
 // rows cover every overhang, product partitions are contiguous, every reachable parameter group is
-// mapped exactly once with its IR values, and variable limits follow the inputs.
+// mapped exactly once with its IR values, variable limits follow the inputs, and Categorical groups
+// are category-major exactly as CompileOptions::category_major_cats asks.
 #include <algorithm>
 #include <map>
 
@@ -144,6 +145,37 @@ void check_plan(const Circuit& c, const pcc::Plan& p) {
   check_groups(c, p);
 }
 
+// Category-major Categorical groups (more than cm categories and more than one node, cm >= 0) have
+// cat_stride num_nodes, all others 1; every input group node reads the slots node_slot gives its node,
+// with its group layout's stride. The node is known from its row where every vector keeps its rows
+// (kept), else from its first slot.
+void check_layout(const Circuit& c, const pcc::Plan& p, int64_t cm, bool kept) {
+  const std::vector<bool> live = pcc::reachable(c);
+  std::map<int64_t, std::pair<int64_t, int64_t>> at_slot, at_row;  // -> (group, node)
+  for (size_t v = 0; v < c.nodes.size(); ++v) {
+    const NodeVector& nv = c.nodes[v];
+    if (!live[v] || nv.kind != NodeKind::Input) continue;
+    const pcc::GroupLayout& gl = p.groups[nv.params];
+    const bool major = nv.dist == Dist::Categorical && nv.num_nodes > 1 && cm >= 0 && nv.num_cats > cm;
+    CHECK_EQ(gl.cat_stride, major ? nv.num_nodes : 1);
+    for (int64_t i = 0; i < nv.num_nodes; ++i) {
+      at_slot[pcc::node_slot(gl, i)] = {nv.params, i};
+      at_row[p.vector_rows[v] + i] = {nv.params, i};
+    }
+  }
+  for (const pcc::Layer& l : p.layers)
+    for (const pcc::InputGroup& g : l.inputs)
+      for (int64_t j = 0; j < g.num_nodes; ++j) {
+        const auto& at = kept ? at_row : at_slot;
+        const auto it = at.find(kept ? g.row_start + j : g.param_offset[j]);
+        CHECK(it != at.end());
+        if (it == at.end()) continue;
+        const pcc::GroupLayout& gl = p.groups[it->second.first];
+        CHECK_EQ(g.param_offset[j], pcc::node_slot(gl, it->second.second));
+        CHECK_EQ(g.cat_stride, gl.cat_stride);
+      }
+}
+
 pcc::Plan compile_kept(const Circuit& c) {
   pcc::CompileOptions o;
   o.reuse_rows = false;  // plan_memory's own layout: every vector its rows
@@ -233,6 +265,24 @@ int main() {
     check_plan(c, compile_kept(c));
   }
   for (int trial = 0; trial < 4; ++trial) check_reuse(random_circuit(random_vars(6, false), 1 + trial % 2), false);
+  for (int trial = 0; trial < 6; ++trial) {  // category-major groups: varied node and category counts
+    std::vector<VarInfo> vars = random_vars(6, false);
+    for (VarInfo& v : vars)
+      if (v.dist == Dist::Categorical) v.cats = 2 + randint(20);
+    const Circuit c = random_circuit(vars, 1 + trial % 2, 4, true);
+    for (const int64_t cm : {int64_t(-1), int64_t(0), int64_t(5), pcc::CompileOptions().category_major_cats}) {
+      pcc::CompileOptions o;
+      o.category_major_cats = cm;
+      o.chunk_input_rows = trial % 2 ? 4 : o.chunk_input_rows;  // input copies of split product layers
+      const pcc::Plan reused = pcc::compile(c, o);
+      pcc::validate_plan(reused);
+      check_layout(c, reused, cm, false);
+      o.reuse_rows = false;
+      const pcc::Plan kept = pcc::compile(c, o);
+      check_plan(c, kept);
+      check_layout(c, kept, cm, true);
+    }
+  }
   {  // A chain of products over fresh inputs: every input and product is transient.
     Builder b;
     int64_t prev = b.input(0, 4, Dist::Categorical, 3, b.group(normalized(4, 3)));
@@ -305,6 +355,22 @@ int main() {
       for (const auto& e : l.recompute)
         if (pr.layers[e.first].kind == pcc::LayerKind::Input && ++seen[e] == 2) ++twice;
     CHECK(twice > 0);
+  }
+  {  // The same with inputs of varied sizes, category-major: vectors of different strides placed one
+     // after another (copies, inputs of one run) stay separate input groups.
+    const Circuit c = repetitions_circuit(16, false, true);
+    pcc::CompileOptions runs;
+    runs.chunk_input_rows = 64;
+    runs.category_major_cats = 0;
+    const pcc::Plan pr = pcc::compile(c, runs);
+    pcc::validate_plan(pr);
+    check_layout(c, pr, 0, false);
+    int64_t adjacent = 0;  // consecutive groups on consecutive rows, of different strides
+    for (const auto& l : pr.layers)
+      for (size_t k = 1; k < l.inputs.size(); ++k)
+        adjacent += l.inputs[k - 1].row_start + l.inputs[k - 1].num_nodes == l.inputs[k].row_start &&
+                    l.inputs[k - 1].cat_stride != l.inputs[k].cat_stride;
+    CHECK(adjacent > 0);
   }
   {  // As RAT-SPN: every repetition reads every input. Split, the runs would copy most inputs, so the
      // layer stays whole and its products are kept (never recomputed) so that the inputs die there.

@@ -26,10 +26,12 @@ ALL_KINDS = DISCRETE_KINDS + (("gaussian", 0),)
 
 
 @st.composite
-def random_circuits(draw, max_vars=5, max_vectors=36, discrete_only=False, max_root_nodes=4):
-    """A random valid circuit (its root vector) over variables 0..num_vars-1 (all in the scope)."""
+def random_circuits(draw, max_vars=5, max_vectors=36, discrete_only=False, max_root_nodes=4, kinds=None):
+    """A random valid circuit (its root vector) over variables 0..num_vars-1 (all in the scope).
+    `kinds`: the (name, num_cats) to draw the variables' distributions from (default: DISCRETE_KINDS
+    or ALL_KINDS)."""
     num_vars = draw(st.integers(1, max_vars))
-    kinds = [draw(st.sampled_from(DISCRETE_KINDS if discrete_only else ALL_KINDS))
+    kinds = [draw(st.sampled_from(kinds or (DISCRETE_KINDS if discrete_only else ALL_KINDS)))
              for _ in range(num_vars)]
     root_nodes = draw(st.integers(1, max_root_nodes))
     seed = draw(st.integers(0, 2**32 - 1))
