@@ -21,13 +21,15 @@ Plan compile(const Circuit& c, const CompileOptions& o, std::ostream* dump) {
               "' (passes: verify, layerize, partition_blocks, plan_memory, reuse_rows)");
     PCC_CHECK(dump != nullptr, "internal error: dump_after without an output stream");
   }
+  PCC_CHECK(o.category_major_cats >= -1, "compile: category_major_cats must be >= -1, got ",
+            o.category_major_cats);
   verify(c);
   if (after == "verify") *dump << dump_circuit(c);
   const Layering layering = layerize(c);
   if (after == "layerize") *dump << dump_layering(c, layering);
   const Partitioning parts = partition_blocks(c, layering, o.block_size, o.max_partitions);
   if (after == "partition_blocks") *dump << dump_partitioning(c, parts);
-  Plan plan = plan_memory(c, parts);
+  Plan plan = plan_memory(c, parts, o.category_major_cats);
   if (after == "plan_memory") *dump << dump_plan(plan);
   if (o.reuse_rows) plan = reuse_rows(plan, o.chunk_input_rows);
   if (after == "reuse_rows") *dump << dump_plan(plan);

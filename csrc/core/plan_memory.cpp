@@ -18,6 +18,7 @@ struct Layout {
   const Partitioning& p;
   Plan& plan;
   std::vector<int64_t> group_base;  // parameter buffer offset of each group, -1 until placed
+  int64_t category_major_cats;      // CompileOptions::category_major_cats
 
   int64_t place_rows(int64_t v) {
     const int64_t n = c.nodes[v].num_nodes, padded = round_up(n, p.align[v]);
@@ -28,8 +29,13 @@ struct Layout {
     return padded;
   }
 
-  // Input parameters in the plan's per-node layout (plan.h): Categorical K probabilities, Bernoulli
-  // (1 - p, p), Gaussian (mean, std, spare).
+  bool category_major(const NodeVector& v) const {
+    return v.dist == Dist::Categorical && v.num_nodes > 1 && category_major_cats >= 0 &&
+           v.num_cats > category_major_cats;
+  }
+
+  // Input parameters in the plan's layout (plan.h): Categorical K probabilities (node- or
+  // category-major), Bernoulli (1 - p, p), Gaussian (mean, std, spare).
   int64_t place_input_params(const NodeVector& v) {
     if (group_base[v.params] >= 0) return group_base[v.params];
     const std::vector<float>& w = c.params[v.params];
@@ -45,7 +51,12 @@ struct Layout {
     gl.width = width;
     switch (v.dist) {
       case Dist::Categorical:
-        plan.param_map.push_back({v.params, 0, base, n * width, 1});
+        if (category_major(v)) {
+          gl.cat_stride = n;
+          for (int64_t i = 0; i < n; ++i) plan.param_map.push_back({v.params, i * width, base + i, width, n});
+        } else {
+          plan.param_map.push_back({v.params, 0, base, n * width, 1});
+        }
         break;
       case Dist::Bernoulli:
         plan.param_map.push_back({v.params, 0, base + 1, n, 2});
@@ -86,20 +97,23 @@ struct Layout {
         const NodeVector& nv = c.nodes[v];
         const int64_t row = plan.num_rows;
         place_rows(v);
-        const int64_t base = place_input_params(nv);
-        // Extend the previous group when this vector follows it with no padding in between.
+        place_input_params(nv);
+        const GroupLayout& gl = plan.groups[nv.params];
+        // Extend the previous group when this vector follows it with no padding in between and
+        // with the same parameter layout.
         if (out.inputs.empty() || out.inputs.back().dist != part.dist ||
-            out.inputs.back().row_start + out.inputs.back().num_nodes != row) {
+            out.inputs.back().row_start + out.inputs.back().num_nodes != row ||
+            out.inputs.back().cat_stride != gl.cat_stride) {
           InputGroup g;
           g.dist = part.dist;
           g.row_start = row;
+          g.cat_stride = gl.cat_stride;
           out.inputs.push_back(std::move(g));
         }
         InputGroup& g = out.inputs.back();
-        const int64_t width = param_width(nv.dist, nv.num_cats);
         for (int64_t i = 0; i < nv.num_nodes; ++i) {
           g.var.push_back(nv.var);
-          g.param_offset.push_back(base + i * width);
+          g.param_offset.push_back(node_slot(gl, i));
           g.num_cats.push_back(nv.dist == Dist::Categorical ? nv.num_cats : nv.dist == Dist::Bernoulli ? 2 : 0);
         }
         g.num_nodes += nv.num_nodes;
@@ -206,7 +220,7 @@ void fill_var_limits(Plan& plan) {
 
 }  // namespace
 
-Plan plan_memory(const Circuit& c, const Partitioning& p) {
+Plan plan_memory(const Circuit& c, const Partitioning& p, int64_t category_major_cats) {
   Plan plan;
   plan.num_vars = num_vars(c);
   plan.stats = circuit_stats(c);
@@ -215,7 +229,7 @@ Plan plan_memory(const Circuit& c, const Partitioning& p) {
   plan.pad_ranges.push_back({Plan::kZeroRow, 1});
   for (const auto& g : c.params) plan.param_group_sizes.push_back(static_cast<int64_t>(g.size()));
   plan.groups.resize(c.params.size());
-  Layout lay{c, p, plan, std::vector<int64_t>(c.params.size(), -1)};
+  Layout lay{c, p, plan, std::vector<int64_t>(c.params.size(), -1), category_major_cats};
   for (const auto& layer : p.layers) {
     Layer out;
     out.kind = layer.kind;

@@ -20,6 +20,7 @@ namespace pcc {
 namespace cuda {
 
 int64_t param_unit_width();  // params.cu: int64s per unit record of build_param_units
+int64_t category_major_unit_width();  // params_category_major.cu: the same for its units
 
 namespace {
 
@@ -97,6 +98,7 @@ void layout(const Plan& p, Staging& st, CudaPlan& cp) {
       d.var = st.put(narrow(g.var, "input variable"));
       d.param_offset = st.put(g.param_offset);
       d.num_cats = st.put(narrow(g.num_cats, "category count"));
+      d.cat_stride = g.cat_stride;
       for (int64_t k : g.num_cats) d.max_cats = std::max<int32_t>(d.max_cats, static_cast<int32_t>(std::min<int64_t>(k, INT32_MAX)));
       dl.inputs.push_back(d);
     }
@@ -167,6 +169,10 @@ void layout(const Plan& p, Staging& st, CudaPlan& cp) {
   cp.num_units = static_cast<int64_t>(units.size()) / param_unit_width();
   cp.units = st.put(units);
   cp.unit_blocks = st.put(unit_blocks);
+  std::vector<int64_t> cm_units;
+  build_category_major_units(p, cm_units);
+  cp.num_cm_units = static_cast<int64_t>(cm_units.size()) / category_major_unit_width();
+  cp.cm_units = st.put(cm_units);
   PCC_CHECK(p.param_valid.size() == p.params.size(), "CUDA backend: plan has ", p.param_valid.size(),
             " validity flags for ", p.params.size(), " parameters");
   cp.param_valid = st.put(p.param_valid);

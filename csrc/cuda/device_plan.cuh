@@ -20,6 +20,7 @@ struct DevInputGroup {
   const int32_t* var = nullptr;           // [num_nodes]
   const int64_t* param_offset = nullptr;  // [num_nodes]
   const int32_t* num_cats = nullptr;      // [num_nodes]
+  int64_t cat_stride = 1;                 // slot k of node i: param_offset[i] + k * cat_stride
   int32_t max_cats = 0;                   // host side: the largest category count (kernel shapes)
 };
 
@@ -69,6 +70,10 @@ struct CudaPlan {
   const int64_t* units = nullptr;
   int64_t num_units = 0;
   const int64_t* unit_blocks = nullptr;  // sum units: weight block offsets, CSR'd by the units
+  // The same work for category-major Categorical groups, a few nodes per unit and a CTA per unit
+  // (params_category_major.cu): their nodes' slots are strided, so lanes run over nodes.
+  const int64_t* cm_units = nullptr;
+  int64_t num_cm_units = 0;
   const uint8_t* param_valid = nullptr;
   int64_t num_params = 0;
 };

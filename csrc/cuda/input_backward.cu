@@ -12,6 +12,8 @@
 // entries' flow is summed per lane in float (<= kCols / 32 terms), across the warp in double, and
 // spread as f p_k.
 //
+// Category-major Categorical groups (large vocabularies): lanes over nodes, see below.
+//
 // Gaussian: one block per (node, batch chunk): threads accumulate their columns in double, the block
 // reduces, and thread 0 adds the three float totals.
 #include <algorithm>
@@ -20,6 +22,7 @@
 #include "cuda/cuda_check.cuh"
 #include "cuda/input_runs.cuh"
 #include "cuda/ops.cuh"
+#include "cuda/reduce.cuh"
 #include "pcc/error.h"
 
 namespace pcc {
@@ -35,11 +38,6 @@ constexpr int kMinTile = 256;    // batch columns per CTA at least (each tile of
                                  // missing flow over all the node's slots)
 constexpr int kHistCats = 512;   // slots of a warp's histogram (2 KiB)
 constexpr int64_t kChunk = 8192;  // Gaussian: batch columns per block (before the grid-stride wrap)
-
-__device__ __forceinline__ double warp_sum(double v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kAll, v, o);
-  return v;
-}
 
 template <class T>
 __global__ void __launch_bounds__(kThreads, kMinCtas) discrete_backward_kernel(
@@ -95,6 +93,57 @@ __global__ void __launch_bounds__(kThreads, kMinCtas) discrete_backward_kernel(
           const double fm = warp_sum(fm_lane);
           if (fm != 0.0)
             for (int k = lane; k < cats; k += 32) atomicAdd(pf + k, static_cast<float>(fm * double(p[k])));
+        }
+      });
+}
+
+// Category-major Categorical groups: lanes over nodes (input_runs::for_each_cm_tile), so a column's
+// 32 atomics hit consecutive floats. The tile's flows are staged through shared memory (read row by
+// row); each thread sums the missing flow of its lane's node over its columns in float, the CTA sums
+// those per node in double and spreads f p_k over the node's slots.
+template <class T>
+__global__ void __launch_bounds__(kThreads, 4) category_major_backward_kernel(
+    int64_t row_start, int64_t num_nodes, const int32_t* __restrict__ var, const int64_t* __restrict__ param_offset,
+    const int32_t* __restrict__ num_cats, int64_t stride, const float* __restrict__ params, const T* __restrict__ x,
+    const uint8_t* __restrict__ missing, int64_t num_vars, const float* __restrict__ flows,
+    float* __restrict__ param_flows, int64_t batch) {
+  __shared__ int32_t xs[input_runs::kCmTile];
+  __shared__ float ft[32][input_runs::kCmTile + 1];  // [node][column], padded: lanes read a column
+  __shared__ float fm_part[kWarps][32];
+  __shared__ double fm_node[32];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  float fm = 0.0f;  // missing flow of node `lane` over this thread's columns of the tile
+  input_runs::for_each_cm_tile(
+      num_nodes, var, param_offset, x, missing, num_vars, batch, xs,
+      [&](int64_t i0, int n, int64_t c0, int cols) {
+        for (int j = warp; j < n; j += kWarps) {
+          const float* f = flows + (row_start + i0 + j) * batch + c0;
+          for (int c = lane; c < cols; c += 32) ft[j][c] = f[c];
+        }
+        fm = 0.0f;
+      },
+      [&](int j, int64_t off, int32_t k, int c) {
+        const float fb = ft[j][c];
+        if (fb == 0.0f) return;
+        if (k < 0)
+          fm += fb;
+        else
+          atomicAdd(param_flows + off + static_cast<int64_t>(k) * stride, fb);
+      },
+      [&](int64_t i0, int n, int64_t, int) {
+        fm_part[warp][lane] = fm;
+        __syncthreads();
+        double t = 0.0;
+        if (threadIdx.x < 32) {
+          for (int w = 0; w < kWarps; ++w) t += double(fm_part[w][threadIdx.x]);
+          fm_node[threadIdx.x] = t;
+        }
+        if (!__syncthreads_or(t != 0.0) || lane >= n || fm_node[lane] == 0.0) return;
+        const double f = fm_node[lane];
+        const int64_t off = param_offset[i0 + lane];
+        for (int64_t k = warp; k < num_cats[i0 + lane]; k += kWarps) {
+          const int64_t at = off + k * stride;
+          atomicAdd(param_flows + at, static_cast<float>(f * double(params[at])));
         }
       });
 }
@@ -175,6 +224,13 @@ void input_backward(const DevInputGroup& g, const float* params, const void* x, 
                                                                 params, xt, missing, num_vars, flows, param_flows,
                                                                 batch);
       PCC_CUDA_CHECK_LAUNCH("input_backward (gaussian)");
+      return;
+    }
+    if (g.cat_stride != 1) {
+      category_major_backward_kernel<T><<<input_runs::cm_grid(g.num_nodes, batch), kThreads, 0, stream>>>(
+          g.row_start, g.num_nodes, g.var, g.param_offset, g.num_cats, g.cat_stride, params, xt, missing, num_vars,
+          flows, param_flows, batch);
+      PCC_CUDA_CHECK_LAUNCH("input_backward (category-major)");
       return;
     }
     const input_runs::Shape sh = input_runs::shape(g.num_nodes, batch, g.max_cats > kHistCats, kMinTile);

@@ -9,6 +9,7 @@
 // of a global gather and a logf; the value is the same logf of the same float. Where the table would
 // cost more than it saves (more slots than the tile has columns, or more than kTableCats: vocabularies
 // of HMMs) the warp gathers and takes logf per entry.
+// Category-major Categorical groups (large vocabularies): lanes over nodes, see below.
 // Gaussian: one thread per (node, batch column).
 #include <algorithm>
 
@@ -64,6 +65,30 @@ __global__ void __launch_bounds__(kThreads, kMinCtas) discrete_forward_kernel(
       });
 }
 
+// Category-major Categorical groups: lanes over nodes (input_runs::for_each_cm_tile), so a column's
+// 32 gathers hit consecutive floats; the tile's values go through shared memory and are written row
+// by row. Same logf of the same float as the kernel above.
+template <class T>
+__global__ void __launch_bounds__(kThreads) category_major_forward_kernel(
+    int64_t row_start, int64_t num_nodes, const int32_t* __restrict__ var, const int64_t* __restrict__ param_offset,
+    int64_t stride, const float* __restrict__ params, const T* __restrict__ x, const uint8_t* __restrict__ missing,
+    int64_t num_vars, float* __restrict__ values, int64_t batch) {
+  __shared__ int32_t xs[input_runs::kCmTile];
+  __shared__ float tile[32][input_runs::kCmTile + 1];  // [node][column], padded: lanes write a column
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  input_runs::for_each_cm_tile(
+      num_nodes, var, param_offset, x, missing, num_vars, batch, xs, [](int64_t, int, int64_t, int) {},
+      [&](int j, int64_t off, int32_t k, int c) {
+        tile[j][c] = k < 0 ? 0.0f : logf(params[off + static_cast<int64_t>(k) * stride]);
+      },
+      [&](int64_t i0, int n, int64_t c0, int cols) {
+        for (int j = warp; j < n; j += kWarps) {
+          float* out = values + (row_start + i0 + j) * batch + c0;
+          for (int c = lane; c < cols; c += 32) out[c] = tile[j][c];
+        }
+      });
+}
+
 // Gaussian: mean, std at the node's first slots, as the CPU: -log(std) - log(2 pi)/2 - z^2/2.
 template <class T>
 __global__ void gaussian_forward_kernel(int64_t row_start, int64_t num_nodes, const int32_t* var,
@@ -102,6 +127,12 @@ void input_forward(const DevInputGroup& g, const float* params, const void* x, D
       gaussian_forward_kernel<T><<<grid, kThreads, 0, stream>>>(g.row_start, g.num_nodes, g.var, g.param_offset,
                                                                params, xt, missing, num_vars, values, batch);
       PCC_CUDA_CHECK_LAUNCH("input_forward (gaussian)");
+      return;
+    }
+    if (g.cat_stride != 1) {
+      category_major_forward_kernel<T><<<input_runs::cm_grid(g.num_nodes, batch), kThreads, 0, stream>>>(
+          g.row_start, g.num_nodes, g.var, g.param_offset, g.cat_stride, params, xt, missing, num_vars, values, batch);
+      PCC_CUDA_CHECK_LAUNCH("input_forward (category-major)");
       return;
     }
     const input_runs::Shape sh = input_runs::shape(g.num_nodes, batch, g.max_cats > kTableCats, kMinTile);

@@ -90,6 +90,65 @@ __device__ __forceinline__ void for_each_node(int64_t num_nodes, Shape sh, const
   }
 }
 
+// Category-major Categorical groups (plan.h): slot k of node i at param_offset[i] + k * stride, so
+// consecutive nodes reading one category read consecutive floats. A CTA takes runs of 32 nodes, one
+// per lane, over tiles of kCmTile columns; for each variable segment of the run it stages the tile's
+// slot indices in xs and each warp takes a column at a time, its lanes the segment's nodes:
+//   begin(i0, n, c0, cols)  every thread, before the tile's segments (after a CTA sync),
+//   column(j, off, k, c)     lane j of a segment (node i0 + j, first slot off, slot index k of column
+//                            c, -1 = missing), warps over the columns,
+//   end(i0, n, c0, cols)     every thread, after all columns (after a CTA sync).
+constexpr int kCmTile = 128;
+
+inline dim3 cm_grid(int64_t num_nodes, int64_t batch) {
+  const int64_t runs = (num_nodes + 31) / 32, tiles = (batch + kCmTile - 1) / kCmTile;
+  return dim3(static_cast<unsigned>(runs < kMaxGrid ? runs : kMaxGrid),
+              static_cast<unsigned>(tiles < 65535 ? tiles : 65535));
+}
+
+template <class T, class Begin, class Column, class End>
+__device__ __forceinline__ void for_each_cm_tile(int64_t num_nodes, const int32_t* __restrict__ var,
+                                                 const int64_t* __restrict__ param_offset, const T* __restrict__ x,
+                                                 const uint8_t* __restrict__ missing, int64_t num_vars,
+                                                 int64_t batch, int32_t* xs, Begin&& begin, Column&& column,
+                                                 End&& end) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  for (int64_t i0 = static_cast<int64_t>(blockIdx.x) * 32; i0 < num_nodes;
+       i0 += static_cast<int64_t>(gridDim.x) * 32) {  // block-uniform
+    const int n = num_nodes - i0 < 32 ? static_cast<int>(num_nodes - i0) : 32;
+    const bool mine = lane < n;
+    const int32_t my_var = mine ? var[i0 + lane] : -1;
+    const int64_t my_off = mine ? param_offset[i0 + lane] : 0;
+    const int32_t prev_var = __shfl_up_sync(kAll, my_var, 1);
+    const unsigned starts = __ballot_sync(kAll, mine && (lane == 0 || my_var != prev_var));
+    for (int64_t c0 = static_cast<int64_t>(blockIdx.y) * kCmTile; c0 < batch;
+         c0 += static_cast<int64_t>(gridDim.y) * kCmTile) {
+      const int cols = batch - c0 < kCmTile ? static_cast<int>(batch - c0) : kCmTile;
+      __syncthreads();  // the previous tile's end() is done with shared memory
+      begin(i0, n, c0, cols);
+      for (unsigned rest = starts; rest != 0;) {
+        const int s = __ffs(rest) - 1;
+        rest &= rest - 1;
+        const int e = rest != 0 ? __ffs(rest) - 1 : n;
+        const int64_t v = __shfl_sync(kAll, my_var, s);
+        __syncthreads();  // begin() is done, and every warp with the previous segment's xs
+        for (int c = threadIdx.x; c < cols; c += kThreads) {
+          const int64_t at = (c0 + c) * num_vars + v;
+          const T xv = x[at];
+          xs[c] = missing != nullptr && missing[at] ? -1 : static_cast<int32_t>(xv);
+        }
+        __syncthreads();
+        if (lane >= s && lane < e) {
+#pragma unroll 4
+          for (int c = warp; c < cols; c += kWarps) column(lane, my_off, xs[c], c);
+        }
+      }
+      __syncthreads();
+      end(i0, n, c0, cols);
+    }
+  }
+}
+
 }  // namespace input_runs
 }  // namespace cuda
 }  // namespace pcc

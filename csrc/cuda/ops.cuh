@@ -34,6 +34,15 @@ void em_update(const CudaPlan& cp, float* params, const float* param_flows, doub
                cudaStream_t stream);
 void param_grads(const CudaPlan& cp, const float* params, const float* param_flows, float* grad,
                  cudaStream_t stream);
+// params_category_major.cu: the same four ops for the category-major Categorical groups, which
+// build_param_units leaves out (called by the params.cu launchers).
+void build_category_major_units(const Plan& p, std::vector<int64_t>& units);
+void category_major_normalize(const CudaPlan& cp, const float* log_params, float* params, cudaStream_t stream);
+void category_major_log_params(const CudaPlan& cp, const float* params, float* log_params, cudaStream_t stream);
+void category_major_em_update(const CudaPlan& cp, float* params, const float* param_flows, double step,
+                              double pseudocount, cudaStream_t stream);
+void category_major_param_grads(const CudaPlan& cp, const float* params, const float* param_flows, float* grad,
+                                cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace pcc

@@ -3,7 +3,8 @@
 // param_grads.cpp (double where they use double). One warp per unit = one parameter node:
 //   sum node (row r of sum block s of a group): its slots are unit_blocks[q] + r * cb + c for
 //     q in [q0, q1), c < cb, restricted to param_valid slots;
-//   Categorical / Bernoulli node: slots off .. off + width (all of them, as the CPU);
+//   Categorical / Bernoulli node: slots off .. off + width (all of them, as the CPU), node-major
+//     groups only (category-major ones: params_category_major.cu);
 //   Gaussian node: slots off (mean), off + 1 (std), off + 2 (spare / S0).
 // Every slot belongs to at most one unit (tied vectors share one GroupLayout), so units run in
 // parallel without races. Unit records are kUnitWidth int64s: {kind | cb << 8, a, b, c} with
@@ -17,6 +18,7 @@
 #include "cuda/cuda_check.cuh"
 #include "cuda/device_plan.cuh"
 #include "cuda/ops.cuh"
+#include "cuda/reduce.cuh"
 #include "pcc/backend.h"
 #include "pcc/error.h"
 
@@ -28,7 +30,6 @@ constexpr int64_t kUnitWidth = 4;
 constexpr int64_t kSumUnit = 0, kCatUnit = 1, kGaussUnit = 2;
 constexpr int kThreads = 256;
 constexpr int kWarpsPerBlock = kThreads / 32;
-constexpr unsigned kFull = 0xffffffffu;
 
 struct Unit {
   int64_t kind, cb, a, b, c;
@@ -57,21 +58,6 @@ __device__ __forceinline__ int64_t unit_slot(const Unit& u, const int64_t* unit_
     return u.lcb >= 0 ? unit_blocks[u.a + (k >> u.lcb)] + u.c + (k & (u.cb - 1))
                       : unit_blocks[u.a + k / u.cb] + u.c + k % u.cb;
   return u.a + k;
-}
-
-__device__ __forceinline__ double warp_sum(double v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
-  return v;
-}
-__device__ __forceinline__ int64_t warp_sum_i(int64_t v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
-  return v;
-}
-// std::max(a, b) semantics (a < b ? b : a): NaN never replaces the running max.
-__device__ __forceinline__ float max_like_std(float a, float b) { return a < b ? b : a; }
-__device__ __forceinline__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = max_like_std(v, __shfl_xor_sync(kFull, v, o));
-  return v;
 }
 
 __device__ __forceinline__ bool is_valid_slot(const Unit& u, const uint8_t* valid, int64_t i) {
@@ -321,7 +307,7 @@ void build_param_units(const Plan& p, std::vector<int64_t>& units, std::vector<i
         for (int64_t r = 0; r < g.block_size && s * g.block_size + r < g.num_nodes; ++r)
           units.insert(units.end(), {kSumUnit | (cb << 8), q0, q1, r * cb});
       }
-    } else {
+    } else if (g.cat_stride == 1) {  // category-major groups: build_category_major_units
       const int64_t kind = g.dist == Dist::Gaussian ? kGaussUnit : kCatUnit;
       for (int64_t i = 0; i < g.num_nodes; ++i) units.insert(units.end(), {kind, g.base + i * g.width, g.width, 0});
     }
@@ -330,6 +316,7 @@ void build_param_units(const Plan& p, std::vector<int64_t>& units, std::vector<i
 
 void normalize(const CudaPlan& cp, const float* log_params, float* params, cudaStream_t stream) {
   zero_invalid(cp, params, stream);
+  category_major_normalize(cp, log_params, params, stream);
   if (cp.num_units == 0) return;
   normalize_kernel<<<unit_grid(cp), kThreads, 0, stream>>>(cp.units, cp.unit_blocks, cp.num_units, cp.param_valid,
                                                           log_params, params);
@@ -338,6 +325,7 @@ void normalize(const CudaPlan& cp, const float* log_params, float* params, cudaS
 
 void log_params(const CudaPlan& cp, const float* params, float* log_params, cudaStream_t stream) {
   zero_invalid(cp, log_params, stream);
+  category_major_log_params(cp, params, log_params, stream);
   if (cp.num_units == 0) return;
   log_params_kernel<<<unit_grid(cp), kThreads, 0, stream>>>(cp.units, cp.unit_blocks, cp.num_units,
                                                            cp.param_valid, params, log_params);
@@ -349,6 +337,7 @@ void em_update(const CudaPlan& cp, float* params, const float* param_flows, doub
   PCC_CHECK(step >= 0.0 && step <= 1.0, "em_update: step_size must lie in [0, 1], got ", step);
   PCC_CHECK(pseudocount >= 0.0 && std::isfinite(pseudocount), "em_update: pseudocount must be finite and >= 0, got ",
             pseudocount);
+  category_major_em_update(cp, params, param_flows, step, pseudocount, stream);
   if (cp.num_units == 0) return;
   const bool vec = (reinterpret_cast<uintptr_t>(params) & 15u) == 0 && (reinterpret_cast<uintptr_t>(param_flows) & 15u) == 0;
   (vec ? em_kernel<true> : em_kernel<false>)<<<unit_grid(cp), kThreads, 0, stream>>>(
@@ -358,6 +347,7 @@ void em_update(const CudaPlan& cp, float* params, const float* param_flows, doub
 
 void param_grads(const CudaPlan& cp, const float* params, const float* param_flows, float* grad,
                  cudaStream_t stream) {
+  category_major_param_grads(cp, params, param_flows, grad, stream);
   if (cp.num_units > 0) {
     grads_kernel<<<unit_grid(cp), kThreads, 0, stream>>>(cp.units, cp.unit_blocks, cp.num_units, cp.param_valid,
                                                         params, param_flows, grad);

@@ -376,7 +376,7 @@ class _NoCtx:
 
 
 def compile(root, block_size=None, device="cpu", precision="tf32", max_partitions=4, reuse_rows=True,
-            chunk_input_rows=16384):
+            chunk_input_rows=16384, category_major_cats=512):
     """Compile the circuit rooted at node vector `root` into a `TensorCircuit` on `device`.
 
     `block_size`: power-of-two upper bound for the node blocks of sum layers (None: chosen per layer
@@ -386,6 +386,12 @@ def compile(root, block_size=None, device="cpu", precision="tf32", max_partition
     pieces, each right after its own inputs, which share rows (less memory, a few more launches).
     `reuse_rows`: let vectors share workspace rows over the pass, inputs and products recomputed in
     the backward (far less memory; a forward then serves one backward); False keeps every node's rows.
+    `category_major_cats`: Categorical inputs with more categories than this (vocabularies) store
+    their parameters category-major, so the nodes of a variable read one category's probabilities
+    from contiguous memory; 0 makes every Categorical group category-major, -1 none. `get_params`,
+    `set_params`, `to_circuit` and `.pcir` files keep the circuit's order; `state_dict` holds the
+    compiled buffer, like the block layout of sum weights, so load it into a model compiled with the
+    same options.
     Raises `pcc.Error` if the circuit is invalid.
     """
     try:
@@ -400,11 +406,15 @@ def compile(root, block_size=None, device="cpu", precision="tf32", max_partition
         raise Error(f"precision: expected one of {PRECISIONS}, got {precision!r}")
     if isinstance(chunk_input_rows, bool) or not isinstance(chunk_input_rows, int) or chunk_input_rows < 1:
         raise Error(f"chunk_input_rows: expected an integer >= 1, got {chunk_input_rows!r}")
+    if isinstance(category_major_cats, bool) or not isinstance(category_major_cats, int) \
+            or category_major_cats < -1:
+        raise Error(f"category_major_cats: expected an integer >= -1, got {category_major_cats!r}")
     if block_size is not None:
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1 \
                 or block_size & (block_size - 1):
             raise Error(f"block_size: expected a power of two, got {block_size!r}")
     group_ids = {}
     plan = _C.compile(to_ir(root, group_ids), block_size=block_size or 0, max_partitions=max_partitions,
-                      reuse_rows=bool(reuse_rows), chunk_input_rows=chunk_input_rows)
+                      reuse_rows=bool(reuse_rows), chunk_input_rows=chunk_input_rows,
+                      category_major_cats=category_major_cats)
     return TensorCircuit(root, plan, group_ids, device, precision)

@@ -367,6 +367,7 @@ void test_random_circuits() {
     const Circuit c = random_circuit(vars, roots, trial < 6 ? 4 : 16);
     CompileOptions opt;
     if (trial % 2) opt.block_size = 2;
+    if (trial % 3 == 1) opt.category_major_cats = 0;  // every Categorical group category-major
     const Plan plan = compile(c, opt);
     const int64_t B = trial == 0 ? 1 : trial == 1 ? 1000 : 1 + randint(300);
     check_plan("random " + std::to_string(trial), plan, make_data(vars, B, trial % 4 == 3 ? 0.0 : 0.2));
@@ -378,9 +379,12 @@ void test_dtypes() {
   std::printf("integer and float64 x\n");
   std::vector<VarInfo> vars = random_vars(5, true);
   vars[0] = {Dist::Categorical, 5};
-  const Plan plan = compile(random_circuit(vars, 1));
-  for (DType t : {DType::Int64, DType::Int32, DType::UInt8, DType::Int8, DType::Int16, DType::Float64})
-    check_plan(std::string("dtype ") + to_string(t), plan, make_data(vars, 77, 0.1, t), false);
+  const Circuit c = random_circuit(vars, 1);
+  CompileOptions cm;
+  cm.category_major_cats = 0;
+  for (const Plan& plan : {compile(c), compile(c, cm)})
+    for (DType t : {DType::Int64, DType::Int32, DType::UInt8, DType::Int8, DType::Int16, DType::Float64})
+      check_plan(std::string("dtype ") + to_string(t), plan, make_data(vars, 77, 0.1, t), false);
 }
 
 // Wide dense sums and categoricals of 7, 20 and 300 categories (register / global count paths).
@@ -407,6 +411,15 @@ void test_wide() {
   const Plan plan = compile(b.c);
   check_plan("wide", plan, make_data(vars, 203, 0.15));
   check_plan("wide, large batch", plan, make_data(vars, 9000, 0.05), false);
+  // The 300-category group category-major (lanes over nodes), then every Categorical group.
+  for (int64_t cats : {256, 0}) {
+    CompileOptions cm;
+    cm.category_major_cats = cats;
+    const Plan cplan = compile(b.c, cm);
+    const std::string name = "wide, category-major above " + std::to_string(cats);
+    check_plan(name, cplan, make_data(vars, 203, 0.15));
+    check_plan(name + ", large batch", cplan, make_data(vars, 9000, 0.05), false);
+  }
 }
 
 void test_deep() {

@@ -45,9 +45,10 @@ def assert_close(got, ref, tol):
     assert err.size == 0 or err.max() <= tol, f"max relative error {err.max():.3g}"
 
 
-def check_model(root, x, missing, precision):
-    cpu = pcc.compile(root)
-    gpu = pcc.compile(root, device="cuda", precision=precision)
+def check_model(root, x, missing, precision, category_major_cats=512):
+    # Both in the same parameter layout: flows and parameters are compared slot by slot.
+    cpu = pcc.compile(root, category_major_cats=category_major_cats)
+    gpu = pcc.compile(root, device="cuda", precision=precision, category_major_cats=category_major_cats)
     xg = x.cuda()
     mg = missing.cuda() if missing is not None else None
     out, _ = forward_poisoned(gpu, xg, mg)
@@ -73,7 +74,7 @@ def check_model(root, x, missing, precision):
 def test_random_circuits_tf32(data):
     root = data.draw(random_circuits())
     x, missing = data.draw(random_inputs(root, max_batch=70))
-    check_model(root, x, missing, "tf32")
+    check_model(root, x, missing, "tf32", data.draw(st.sampled_from([512, 0])))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -93,6 +94,8 @@ def small_structures():
     yield "rat", pcc.structures.RAT_SPN(64, num_latents=32, depth=3, num_repetitions=2,
                                         input_dist=pcc.dists.Categorical(num_cats=16)), img
     yield "hmm", pcc.structures.HMM(16, num_latents=64, num_emits=50), torch.randint(0, 50, (256, 16))
+    # A vocabulary above category_major_cats: emission parameters category-major.
+    yield "hmm-vocab", pcc.structures.HMM(8, num_latents=40, num_emits=700), torch.randint(0, 700, (256, 8))
 
 
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])

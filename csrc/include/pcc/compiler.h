@@ -21,6 +21,11 @@ struct CompileOptions {
   // With reuse_rows: a product layer reading more input rows than this runs in several product
   // layers, each right after its own inputs, which share rows (and are recomputed in the backward).
   int64_t chunk_input_rows = 16384;
+  // Categorical parameter groups with more categories than this are stored category-major (plan.h),
+  // so an input layer's nodes on one variable gather contiguous memory instead of a sector per node
+  // and sample (HMM vocabularies); smaller ones stay node-major, where a node's slots fit a table in
+  // shared memory. 0: every Categorical group category-major; -1: none.
+  int64_t category_major_cats = 512;
 };
 
 const std::vector<std::string>& pass_names();

@@ -21,8 +21,10 @@
 //     row child_rows[i * fanin + k] (-1: padding, skipped) and has child_block_size rows; its weights
 //     are a [block_size, child_block_size] row-major matrix at params[weight_offsets[i * fanin + k]].
 //     out[r] = log sum_k sum_c W_k[r, c] * exp(value[child_k + c]).
-// Parameters. One float32 buffer in linear space. Input node slots: Categorical K probabilities,
-// Bernoulli 2 probabilities (P(x=0), P(x=1): a two-category categorical), Gaussian 3 slots (mean, std,
+// Parameters. One float32 buffer in linear space. Input node slots: Categorical K probabilities
+// (node-major: a node's K slots are contiguous; or category-major, chosen per parameter group by the
+// compiler for large vocabularies: slot k of every node of the group together, so the nodes of one
+// variable reading one category read contiguous memory), Bernoulli 2 probabilities (P(x=0), P(x=1): a two-category categorical), Gaussian 3 slots (mean, std,
 // and one that holds nothing in the parameters but the E-step's flow total in the flow buffer); then
 // the sum weight blocks. Tied vectors share offsets. A buffer of parameter flows (EM statistics) has
 // the same layout. param_map relates each IR parameter group element to its place in the buffer,
@@ -46,6 +48,9 @@ struct InputGroup {
   std::vector<int64_t> var;           // [num_nodes]
   std::vector<int64_t> param_offset;  // [num_nodes]: first parameter of the node
   std::vector<int64_t> num_cats;      // [num_nodes]: categories (Categorical), 2 (Bernoulli), 0
+  // Slot k of node i is param_offset[i] + k * cat_stride: 1 for node-major parameters, the parameter
+  // group's node count for category-major ones (Categorical only; one stride per InputGroup).
+  int64_t cat_stride = 1;
 };
 
 struct ProductPartition {
@@ -81,7 +86,9 @@ struct ParamRun {
   int64_t group = 0, ir_offset = 0, plan_offset = 0, length = 0, plan_stride = 1;
 };
 
-// How one IR parameter group sits in the buffer. Inputs: node i's slots start at base + i * width.
+// How one IR parameter group sits in the buffer. Inputs: slot k of node i is at
+// node_slot(g, i) + k * cat_stride: base + i * width + k node-major (cat_stride 1), base + k *
+// num_nodes + i category-major (cat_stride = num_nodes, Categorical only).
 // Sums: sum block s (nodes s*b .. s*b+b-1, those below num_nodes real) has weight matrices [b, cb]
 // at block_offsets[block_start[s] .. block_start[s+1]); a sum node's parameters are its row of
 // each, restricted to param_valid slots. Groups no reachable vector uses have num_nodes 0.
@@ -89,9 +96,15 @@ struct GroupLayout {
   NodeKind kind = NodeKind::Input;
   Dist dist = Dist::Categorical;
   int64_t num_nodes = 0, base = 0, width = 0;
+  int64_t cat_stride = 1;  // inputs: 1 node-major, num_nodes category-major
   int64_t block_size = 0, child_block_size = 0;
   std::vector<int64_t> block_start, block_offsets;
 };
+
+// First slot of input node i of group g (slot k is at node_slot(g, i) + k * g.cat_stride).
+inline int64_t node_slot(const GroupLayout& g, int64_t i) {
+  return g.cat_stride == 1 ? g.base + i * g.width : g.base + i;
+}
 
 // Parameter slots per input node (see Parameters above).
 int64_t param_width(Dist d, int64_t num_cats);
