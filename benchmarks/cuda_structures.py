@@ -9,7 +9,7 @@ import argparse
 import torch
 
 import pcc
-from vs_pyjuice import pcc_calls, timed  # the same calls and timer as the side-by-side run
+from vs_pyjuice import kernel_profile, pcc_calls, timed  # the same calls and timer as the side-by-side run
 
 
 def configs():
@@ -58,23 +58,6 @@ def main():
         if args.profile:
             kernel_profile(step, args.profile)
         del model, root
-
-
-def kernel_profile(step, top, steps=3):
-    """Per-kernel GPU time of one EM step (mean of `steps`), the `top` largest, as indented lines."""
-    from torch.profiler import ProfilerActivity, profile
-    step()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(steps):
-            step()
-        torch.cuda.synchronize()
-    rows = [(e.device_time_total / steps / 1e3, e.count // steps, e.key) for e in prof.key_averages()
-            if e.device_time_total > 0]
-    total = sum(r[0] for r in rows)
-    for ms, n, key in sorted(rows, reverse=True)[:top]:
-        print(f"    {ms:8.3f} ms {100 * ms / total:5.1f}% x{n:<4d} {key[:110]}")
-    print(f"    {total:8.3f} ms total GPU time per step", flush=True)
 
 
 if __name__ == "__main__":

@@ -111,6 +111,23 @@ def timed(fn, device, reps, warm=3):
     return statistics.median(ts)
 
 
+def kernel_profile(step, top, steps=3):
+    """Per-kernel GPU time of one EM step (mean of `steps`), the `top` largest, as indented lines."""
+    from torch.profiler import ProfilerActivity, profile
+    step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+    rows = [(e.device_time_total / steps / 1e3, e.count // steps, e.key) for e in prof.key_averages()
+            if e.device_time_total > 0]
+    total = sum(r[0] for r in rows)
+    for ms, n, key in sorted(rows, reverse=True)[:top]:
+        print(f"    {ms:8.3f} ms {100 * ms / total:5.1f}% x{n:<4d} {key[:110]}")
+    print(f"    {total:8.3f} ms total GPU time per step", flush=True)
+
+
 def pcc_calls(model, x, step_size, pseudocount):
     """The three timed pcc calls on batch x: log-likelihood, forward + flows, EM step."""
     def fwd():
@@ -404,6 +421,9 @@ def run_config(name, args, device):
         reset_peak(device)
         r["pcc_step"] = timed(step, device, args.reps)
         r["pcc_gib"] = peak_gib(device, base)
+        if args.profile and device.type == "cuda":
+            print(f"{name}: pcc kernels per EM step", flush=True)
+            kernel_profile(step, args.profile)
         del model, fwd, fwd_bwd, step, x, xe
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -524,6 +544,8 @@ def main():
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--reps", type=int, default=None, help="timed calls (default 20, quick 3)")
+    ap.add_argument("--profile", type=int, default=0,
+                    help="also print the N kernels taking most of pcc's GPU time per EM step")
     ap.add_argument("--ref-rows", type=int, default=None, help="rows for the float64 reference (default 8)")
     ap.add_argument("--em-rows", type=int, default=64,
                     help="rows of the batch for the agreement EM step and its float64 oracle (default 64)")
