@@ -304,6 +304,40 @@ void write_plan(const Plan& p, const std::string& path) {
 
 Plan read_plan(const std::string& path) { return parse_plan(container::read_file(path), path); }
 
+namespace {
+
+// The input parameter groups' slot ranges, so that an input node reading inside one can be checked
+// to read a node of it (its first slot a node_slot; the group's distribution, width and cat_stride):
+// a node that read with another stride or from the middle of another node's slots would stay in
+// range and be wrong. (Plans written by hand for the forward alone may have no group layouts.)
+class InputLayouts {
+ public:
+  explicit InputLayouts(const Plan& p) {
+    for (const GroupLayout& g : p.groups)
+      if (g.kind == NodeKind::Input && g.num_nodes > 0) by_base_.push_back(&g);
+    std::sort(by_base_.begin(), by_base_.end(), [](const GroupLayout* a, const GroupLayout* b) { return a->base < b->base; });
+  }
+
+  void check_node(const InputGroup& g, size_t k, int64_t width, const std::string& at) const {
+    const int64_t off = g.param_offset[k];
+    auto it = std::upper_bound(by_base_.begin(), by_base_.end(), off,
+                               [](int64_t o, const GroupLayout* l) { return o < l->base; });
+    const GroupLayout* l = it == by_base_.begin() ? nullptr : *(it - 1);
+    if (l == nullptr || off - l->base >= l->num_nodes * l->width) return;
+    const int64_t rel = off - l->base;
+    const bool first_slot = l->cat_stride == 1 ? rel % l->width == 0 : rel < l->num_nodes;
+    PCC_CHECK(l->dist == g.dist && l->width == width && l->cat_stride == g.cat_stride && first_slot,
+              "invalid plan: ", at, ": node ", k, " (", to_string(g.dist), ", ", width, " slots, cat_stride ",
+              g.cat_stride, ") reads slot ", off, " of a ", to_string(l->dist), " group at ", l->base, " with ",
+              l->width, " slots per node and cat_stride ", l->cat_stride, first_slot ? "" : ", not a node's first slot");
+  }
+
+ private:
+  std::vector<const GroupLayout*> by_base_;
+};
+
+}  // namespace
+
 void validate_plan(const Plan& p) {
   const int64_t rows = p.num_rows;
   const int64_t num_params = static_cast<int64_t>(p.params.size());
@@ -349,6 +383,7 @@ void validate_plan(const Plan& p) {
   PCC_CHECK(p.groups.size() == p.param_group_sizes.size(), "invalid plan: ", p.groups.size(),
             " group layouts for ", p.param_group_sizes.size(), " parameter groups");
   for (size_t gi = 0; gi < p.groups.size(); ++gi) validate_group(p, gi);
+  const InputLayouts layouts(p);
 
   for (size_t li = 0; li < p.layers.size(); ++li) {
     const Layer& l = p.layers[li];
@@ -405,6 +440,7 @@ void validate_plan(const Plan& p) {
         PCC_CHECK(strided_span_ok(g.param_offset[k], width, g.cat_stride, num_params), "invalid plan: ", at,
                   ": node ", k, " reads parameters ", g.param_offset[k], " + ", width,
                   g.cat_stride == 1 ? "" : " with stride " + std::to_string(g.cat_stride), " of ", num_params);
+        layouts.check_node(g, k, width, at);
       }
     }
     for (size_t qi = 0; qi < l.products.size(); ++qi) {

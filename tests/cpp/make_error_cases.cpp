@@ -214,7 +214,13 @@ int main(int argc, char** argv) {
     p = tiny_plan();
     p.layers[0].inputs[0].cat_stride = 9;
     emit("plan_cat_stride_slots.pcplan", serialize_plan(p),
-         "invalid plan: input group 0 of layer 0: node 1 reads parameters 2 + 2 with stride 9 of 10");
+         "invalid plan: input group 0 of layer 0: node 0 (categorical, 2 slots, cat_stride 9) reads slot 0 of a "
+         "categorical group at 0 with 2 slots per node and cat_stride 1");
+    p = tiny_plan();
+    p.layers[0].inputs[0].param_offset[1] = 1;  // in range, but inside node 0's slots
+    emit("plan_input_mid_node.pcplan", serialize_plan(p),
+         "invalid plan: input group 0 of layer 0: node 1 (categorical, 2 slots, cat_stride 1) reads slot 1 of a "
+         "categorical group at 0 with 2 slots per node and cat_stride 1, not a node's first slot");
     p = tiny_plan();
     p.groups[2].block_start = {0, 2};
     emit("plan_group_block_start.pcplan", serialize_plan(p),

@@ -170,13 +170,17 @@ int main() {
   rejects([](Plan& p) { p.layers[0].inputs[0].cat_stride = -2; }, "input group 0 of layer 0: cat_stride -2");
   rejects([](Plan& p) { p.layers[0].inputs[1].cat_stride = 2; },
           "input group 1 of layer 0: cat_stride 2 for bernoulli (must be 1)");
-  rejects([](Plan& p) { p.layers[0].inputs[0].cat_stride = 9; }, "node 1 reads parameters 2 + 2 with stride 9 of 10");
+  rejects([](Plan& p) { p.layers[0].inputs[0].cat_stride = 9; },
+          "node 0 (categorical, 2 slots, cat_stride 9) reads slot 0 of a categorical group at 0 with 2 slots per "
+          "node and cat_stride 1");
+  rejects([](Plan& p) { p.layers[0].inputs[0].param_offset[1] = 1; },
+          "reads slot 1 of a categorical group at 0 with 2 slots per node and cat_stride 1, not a node's first slot");
   rejects([](Plan& p) { p.layers[0].inputs[0].cat_stride = INT64_MAX; },  // must not wrap around
           "node 0 reads parameters 0 + 2 with stride 9223372036854775807 of 10");
   {
     Plan p = category_major_tiny();
-    p.layers[0].inputs[0].param_offset[1] = 2;  // slots 2 and 4: inside the buffer, so valid
-    validate_plan(p);
+    p.layers[0].inputs[0].param_offset[1] = 2;  // slots 2 and 4: in the buffer, not node 1's slots
+    CHECK_THROWS(validate_plan(p), "node 1 (categorical, 2 slots, cat_stride 2) reads slot 2", "not a node's first slot");
     p.layers[0].inputs[0].param_offset[1] = 8;  // slots 8 and 10
     CHECK_THROWS(validate_plan(p), "node 1 reads parameters 8 + 2 with stride 2 of 10");
     CHECK_THROWS(parse_plan(serialize_plan(p), "cm.pcplan"), "cm.pcplan: invalid plan", "with stride 2 of 10");
