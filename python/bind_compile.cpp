@@ -50,6 +50,7 @@ void bind_compile(py::module_& m) {
       .def_readonly("num_root_nodes", &pcc::Plan::num_root_nodes)
       .def_property_readonly("num_params", [](const pcc::Plan& p) { return p.params.size(); })
       .def_property_readonly("stats", [](const pcc::Plan& p) { return stats_to_dict(p.stats); })
+      .def_property_readonly("param_layout_id", &pcc::param_layout_id)
       .def("params", [](const pcc::Plan& p) {
         py::array_t<float> a(static_cast<py::ssize_t>(p.params.size()));
         std::copy(p.params.begin(), p.params.end(), a.mutable_data());

@@ -1,5 +1,7 @@
 // Moving one IR parameter group in and out of a plan-layout buffer (parameters or flows): what
 // compile uses to lay out the initial parameters and what get_params / set_params / to_circuit use.
+#include <cstdio>
+
 #include "pcc/error.h"
 #include "pcc/plan.h"
 
@@ -48,6 +50,30 @@ void write_group(const Plan& p, float* params, int64_t g, const std::vector<floa
       params[gl.base + 2 * i] = static_cast<float>(1.0 - double(params[gl.base + 2 * i + 1]));
     }
   }
+}
+
+std::string param_layout_id(const Plan& p) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a, 64 bits
+  auto mix = [&](int64_t v) {
+    for (int k = 0; k < 8; ++k) {
+      h ^= static_cast<uint64_t>(v >> (8 * k)) & 0xffu;
+      h *= 1099511628211ull;
+    }
+  };
+  mix(static_cast<int64_t>(p.params.size()));
+  for (const ParamRun& r : p.param_map) {
+    for (int64_t v : {r.group, r.ir_offset, r.plan_offset, r.length, r.plan_stride}) mix(v);
+  }
+  for (const GroupLayout& g : p.groups) {
+    for (int64_t v : {static_cast<int64_t>(g.kind), static_cast<int64_t>(g.dist), g.num_nodes, g.base, g.width,
+                      g.cat_stride, g.block_size, g.child_block_size})
+      mix(v);
+    for (int64_t v : g.block_start) mix(v);
+    for (int64_t v : g.block_offsets) mix(v);
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
 }
 
 }  // namespace pcc

@@ -70,6 +70,12 @@ class _CircuitFunction(torch.autograd.Function):
         return None, None, None, grad, None
 
 
+def _layout_tensor(layout_id):
+    """The plan's 64-bit parameter layout id (16 hex digits) as an int64 scalar tensor."""
+    v = int(layout_id, 16)
+    return torch.tensor(v - (1 << 64) if v >= 1 << 63 else v, dtype=torch.int64)
+
+
 class TensorCircuit(nn.Module):
     """A compiled probabilistic circuit. Call it on `x` `[B, num_vars]` to get log p(x).
 
@@ -89,6 +95,10 @@ class TensorCircuit(nn.Module):
         self._backends = {}
         self.register_buffer("params", torch.from_numpy(plan.params()), persistent=False)
         self.register_buffer("param_flows", torch.zeros_like(self.params), persistent=False)
+        # state_dict's log_params is the compiled buffer, whose order depends on the compile (block
+        # sizes, category-major inputs); its layout id travels with it as a tensor, so a buffer is
+        # never loaded into a model that reads it in another order (checked in _load_from_state_dict).
+        self.register_buffer("param_layout", _layout_tensor(plan.param_layout_id))
         # Gives outputs a graph in EM mode (no parameter requires grad); never receives a gradient.
         self._anchor = torch.zeros((), requires_grad=True)
         self._cache = (None, None)  # gradient form: (log_params version key, normalized params)
@@ -133,6 +143,23 @@ class TensorCircuit(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
+        extra = prefix + "param_layout"
+        if extra in state_dict:
+            theirs = state_dict[extra]
+            if not isinstance(theirs, torch.Tensor) or theirs.numel() != 1 or int(theirs) != int(self.param_layout):
+                error_msgs.append(f"{prefix}log_params: the state dict's parameter layout is not this model's: it "
+                                  "was saved from a model compiled differently (block_size, category_major_cats, "
+                                  "another circuit or pcc version); load the circuit (.pcir) or compile with the "
+                                  "same options")
+                return
+        n_missing = len(missing_keys)
+        self._load_params_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                          unexpected_keys, error_msgs)
+        if extra not in state_dict and extra in missing_keys[n_missing:]:
+            missing_keys.remove(extra)  # saved before layout ids existed: accepted as it was
+
+    def _load_params_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                                     unexpected_keys, error_msgs):
         key = prefix + "log_params"
         if self._grad_form or key not in state_dict:
             return super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,

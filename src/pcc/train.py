@@ -162,7 +162,8 @@ def _set_rng_state(state, gen):
 
 
 def _adam_arrays(model, opt):
-    arrays = {"log_params": model.log_params.detach().cpu().numpy()}
+    arrays = {"log_params": model.log_params.detach().cpu().numpy(),
+              "param_layout_id": np.array(model.plan.param_layout_id)}
     sd = opt.state_dict()
     for pid, st in sd["state"].items():
         for key, v in st.items():
@@ -177,6 +178,10 @@ def _restore_adam(model, opt, arrays, groups, lr):
         if lp.shape != model.log_params.shape:
             raise Error(f"checkpoint: optimizer state holds {tuple(lp.shape)} log-parameters, the "
                         f"circuit has {tuple(model.log_params.shape)}")
+        if "param_layout_id" in arrays and str(arrays["param_layout_id"]) != model.plan.param_layout_id:
+            raise Error(f"checkpoint: optimizer state was saved in parameter layout "
+                        f"{str(arrays['param_layout_id'])}, this compile has {model.plan.param_layout_id} "
+                        "(another pcc version or compile options); resume is not possible, start a new run")
         state = {}
         for key, arr in arrays.items():
             if key.startswith("state."):

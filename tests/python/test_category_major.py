@@ -91,12 +91,18 @@ def test_em_step_is_the_same_in_every_layout(data):
     for cm in LAYOUTS:
         assert_same_params(after[cm], after[-1])
     # state_dict: the same keys and shapes; its log_params is the plan-layout buffer, so a model
-    # compiled with the same options takes it back exactly.
+    # compiled with the same options takes it back exactly, and one whose layout differs refuses it.
     keys = {cm: {k: tuple(v.shape) for k, v in m.state_dict().items()} for cm, m in models.items()}
     assert keys[0] == keys[-1] == keys[512]
     fresh = pcc.compile(root, category_major_cats=0)
     fresh.load_state_dict(models[0].state_dict())
     assert_same_params(params_of(fresh, root), after[0])
+    if models[0].plan.param_layout_id != models[-1].plan.param_layout_id:
+        other = pcc.compile(root, category_major_cats=-1)
+        before = other.params.clone()
+        with pytest.raises(RuntimeError, match="parameter layout is not this model's"):
+            other.load_state_dict(models[0].state_dict())
+        assert torch.equal(other.params, before)  # nothing loaded
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

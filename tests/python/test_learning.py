@@ -225,10 +225,18 @@ def test_params_round_trip_and_to_circuit(tmp_path):
     np.testing.assert_allclose(pcc.compile(pcc.load(tmp_path / "m.pcir"))(x).detach().numpy(),
                                model(x).detach().numpy(), rtol=1e-6)
     sd = model.state_dict()
-    assert list(sd) == ["log_params"]
+    assert sorted(sd) == ["log_params", "param_layout"]
     other = pcc.compile(root)
     other.load_state_dict(sd)
     assert torch.equal(other(x), model(x))
+    # A state dict saved before layout ids existed still loads; a model compiled into another
+    # layout refuses one that has it.
+    other.load_state_dict({"log_params": sd["log_params"]})
+    assert torch.equal(other(x), model(x))
+    moved = pcc.compile(root, block_size=1)  # 1 x 1 weight blocks: the same weights, another order
+    assert moved.plan.param_layout_id != model.plan.param_layout_id
+    with pytest.raises(RuntimeError, match="parameter layout"):
+        moved.load_state_dict(sd)
 
 
 def test_gaussian_min_std_matches_reference():

@@ -121,6 +121,24 @@ def test_adam_checkpoint_resumes_exactly(tmp_path):
     assert len(list(b.glob("optim-*.npz"))) == 1  # the previous epoch's state was cleaned up
 
 
+def test_adam_state_of_another_parameter_layout_is_refused():
+    from pcc import train
+    root = pcc.summate(pcc.multiply(pcc.inputs(0, 4, pcc.dists.Categorical(num_cats=3)),
+                                    pcc.inputs(1, 4, pcc.dists.Categorical(num_cats=5))), num_nodes=1)
+    model = pcc.compile(root).requires_grad_(True)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.tensor([[0, 1], [2, 4]])).sum().backward()
+    opt.step()
+    arrays, groups = train._adam_arrays(model, opt)
+    assert str(arrays["param_layout_id"]) == model.plan.param_layout_id
+    train._restore_adam(model, opt, arrays, groups, 0.1)  # its own state: fine
+    arrays["param_layout_id"] = np.array("0123456789abcdef")
+    before = model.log_params.detach().clone()
+    with pytest.raises(pcc.Error, match="parameter layout 0123456789abcdef"):
+        train._restore_adam(model, opt, arrays, groups, 0.1)
+    assert torch.equal(model.log_params.detach(), before)
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--latents", "8"], "latents=4 (asked: 8)"),
     (["--structure", "pd"], "structure='hclt' (asked: 'pd')"),

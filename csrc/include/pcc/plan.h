@@ -157,6 +157,11 @@ Plan read_plan(const std::string& path);
 std::vector<float> read_group(const Plan& p, const float* params, int64_t g);
 void write_group(const Plan& p, float* params, int64_t g, const std::vector<float>& values);
 
+// A fingerprint (16 hex digits) of where every IR parameter lives in a plan-layout buffer (param_map,
+// group layouts, buffer size): two plans with the same one can exchange raw parameter buffers
+// (state_dict, optimizer state); different ones would scramble them.
+std::string param_layout_id(const Plan& p);
+
 // Structural checks of a plan read from a file (rows, offsets and counts in range), so a plan that
 // parsed can never make a backend read or write out of bounds.
 void validate_plan(const Plan& p);
