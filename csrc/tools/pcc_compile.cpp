@@ -112,9 +112,14 @@ Args parse_args(int argc, char** argv) {
   }
   if (a.help) return a;
   PCC_CHECK(!a.input.empty(), "no input file (see --help)");
-  if (a.report) {
-    PCC_CHECK(a.output.empty() && a.options.dump_after.empty() && a.options.block_size == 0 && !a.quiet,
-              "--report takes only a .pcplan file");
+  if (a.report) {  // compile options would be silently ignored: the plan is already compiled
+    const pcc::CompileOptions d;
+    const pcc::CompileOptions& o = a.options;
+    PCC_CHECK(a.output.empty() && o.dump_after.empty() && o.block_size == d.block_size &&
+                  o.max_partitions == d.max_partitions && o.reuse_rows == d.reuse_rows &&
+                  o.chunk_input_rows == d.chunk_input_rows && o.category_major_cats == d.category_major_cats &&
+                  !a.quiet,
+              "--report takes only a .pcplan file (compile options apply when compiling a circuit)");
   }
   return a;
 }

@@ -175,6 +175,11 @@ def test_plan_file_keeps_the_layout(tmp_path):
     assert "category-major" not in cli("--category-major-cats", "-1").stdout
     bad = cli("--category-major-cats=-2")
     assert bad.returncode == 2 and "bad value '-2' for --category-major-cats" in bad.stderr
+    # --report reads a compiled plan: a compile option beside it is an error, not silently ignored.
+    for opt in ("--category-major-cats=0", "--max-partitions=2"):
+        ignored = subprocess.run([str(exe), "--report", str(tmp_path / "cli.pcplan"), opt], capture_output=True,
+                                 text=True)
+        assert ignored.returncode == 2 and "--report takes only a .pcplan file" in ignored.stderr, opt
 
 
 @pytest.mark.parametrize("bad", [-2, 1.5, True, "x", None])
