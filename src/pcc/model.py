@@ -418,7 +418,7 @@ def compile(root, block_size=None, device="cpu", precision="tf32", max_partition
     from contiguous memory; 0 makes every Categorical group category-major, -1 none. `get_params`,
     `set_params`, `to_circuit` and `.pcir` files keep the circuit's order; `state_dict` holds the
     compiled buffer, like the block layout of sum weights, so load it into a model compiled with the
-    same options.
+    same options (one compiled into another layout refuses it).
     Raises `pcc.Error` if the circuit is invalid.
     """
     try:
