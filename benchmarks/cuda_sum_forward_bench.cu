@@ -13,7 +13,8 @@
 // float64 CPU reference, outputs poisoned with NaN first, guard rows between output blocks and the
 // child rows verified untouched. Timing, batch 512, median of 20 after warm-up, against the H100
 // ceilings of BENCHMARKS.md: HMM-2048-like (one dense 2048 x 2048 matrix as 64 blocks of 32 x 32
-// reading one child list of 64 blocks), PD-256-like (920 blocks of 32 x 32, fanin 32, runs of 8 share
+// reading one child list of 64 blocks), PD-64-like (230 blocks of 32 x 32, fanin 8, pairs share a
+// list: 64-row tiles), PD-256-like (920 blocks of 32 x 32, fanin 32, runs of 8 share
 // a list), HCLT-256-like (1072 blocks, fanin 8, runs of 8), with 16-byte aligned weight blocks (and
 // HMM once unaligned, as a plan's parameter layout may leave them), the HCLT layer docs/cuda.md
 // quotes, an HCLT-512-like layer, and a sparse b = 1 layer (SIMT path).
@@ -198,6 +199,12 @@ Dev upload(const Case& c, const Host& h) {
   d.s.out_rows = d.out_rows;
   d.s.child_rows = d.child_rows;
   d.s.weight_offsets = d.woff;
+  // As device_plan.cu: mean rows per run of blocks with one child list (picks the 64- or 128-row tile).
+  int64_t runs = 0;
+  for (int64_t i = 0; i < c.nb; ++i)
+    runs += i == 0 || !std::equal(h.child_rows.begin() + i * c.fanin, h.child_rows.begin() + (i + 1) * c.fanin,
+                                  h.child_rows.begin() + (i - 1) * c.fanin);
+  d.s.rows_per_child_list = c.nb * c.b / std::max<int64_t>(runs, 1);
   return d;
 }
 
@@ -357,8 +364,17 @@ int main(int argc, char** argv) {
     if (only) break;
     Host h = build(c, rng);
     Dev d = upload(c, h);
-    all_ok &= check(c, h, d, Precision::TF32, c.sample, rng);
-    all_ok &= check(c, h, d, Precision::BF16, c.sample, rng);
+    // Tensor-core cases run both tile shapes (64 rows where rows_per_child_list < 128, else 128).
+    const bool tc = c.b >= 16 && c.cb >= 8;
+    for (const int64_t runs : {int64_t(1), int64_t(1) << 40}) {
+      if (tc) {
+        d.s.rows_per_child_list = runs;
+        std::printf("  [%d-row tiles]\n", runs == 1 ? 64 : 128);
+      }
+      all_ok &= check(c, h, d, Precision::TF32, c.sample, rng);
+      all_ok &= check(c, h, d, Precision::BF16, c.sample, rng);
+      if (!tc) break;
+    }
     release(d);
   }
   if (quick) {
@@ -384,6 +400,9 @@ int main(int argc, char** argv) {
       // 115 vectors of 256 nodes, each over 32 child blocks picked from 1024.
       {"PD-256-like 920x(32x32) f32",
        aligned({"pd256", 32, 32, 32, 920, 512, 8, 0.0, 0.0, 0.0, false, false, 0, 1024}, 16)},
+      // PyJuice's PD-64 converted: 64-node regions (two 32-row blocks sharing a list of 8 child blocks).
+      {"PD-64-like 230x(32x32) f8",
+       aligned({"pd64", 32, 32, 8, 230, 512, 2, 0.0, 0.0, 0.0, false, false, 0}, 16)},
       // 134 vectors of 256 nodes, each dense over its own 256 children.
       {"HCLT-256-like 1072x(32x32) f8",
        aligned({"hclt256", 32, 32, 8, 1072, 512, 8, 0.0, 0.0, 0.0, false, false, 0}, 16)},
@@ -405,15 +424,24 @@ int main(int argc, char** argv) {
     const double flops = 2.0 * c.nb * c.b * K * c.batch;
     // Bytes: every distinct child value read once, every output written once, every weight read once.
     const double bytes = 4.0 * (h.nchild_blocks * c.cb * c.batch + c.nb * c.b * c.batch) + 4.0 * c.nb * c.b * K;
-    for (Precision p : {Precision::TF32, Precision::BF16}) {
-      const bool ok = check(c, h, d, p, c.sample > 0 ? c.sample : 16, rng);
-      all_ok &= ok;
-      const double ms = median_ms(c, d, p, 20);
-      const bool simt = c.b < 16;
-      const double rate = simt ? 51e12 : (p == Precision::BF16 ? 751e12 : 392e12);
-      const double floor_ms = 1e3 * std::max(flops / rate, bytes / 3.0e12);
-      std::printf("%-30s %-5s %9.4f %9.2f %9.1f %10.4f %9.1f%% %8s\n", tm.name, p == Precision::BF16 ? "bf16" : "tf32",
-                  ms, flops / ms / 1e9, bytes / ms / 1e6, floor_ms, 100.0 * floor_ms / ms, ok ? "ok" : "FAIL");
+    const bool simt = c.b < 16;
+    const int64_t chosen = d.s.rows_per_child_list;
+    // Tensor-core layers: the tile the launcher picks first, then the other shape for comparison.
+    for (const int64_t runs : {chosen, chosen < 128 ? int64_t(1) << 40 : int64_t(1)}) {
+      d.s.rows_per_child_list = runs;
+      const char* tile = simt ? "" : (runs < 128 ? (runs == chosen ? " [64]" : " [64, not chosen]")
+                                                 : (runs == chosen ? " [128]" : " [128, not chosen]"));
+      for (Precision p : {Precision::TF32, Precision::BF16}) {
+        const bool ok = check(c, h, d, p, c.sample > 0 ? c.sample : 16, rng);
+        all_ok &= ok;
+        const double ms = median_ms(c, d, p, 20);
+        const double rate = simt ? 51e12 : (p == Precision::BF16 ? 751e12 : 392e12);
+        const double floor_ms = 1e3 * std::max(flops / rate, bytes / 3.0e12);
+        std::printf("%-30s %-5s %9.4f %9.2f %9.1f %10.4f %9.1f%% %8s%s\n", tm.name,
+                    p == Precision::BF16 ? "bf16" : "tf32", ms, flops / ms / 1e9, bytes / ms / 1e6, floor_ms,
+                    100.0 * floor_ms / ms, ok ? "ok" : "FAIL", tile);
+      }
+      if (simt) break;
     }
     release(d);
   }

@@ -135,6 +135,11 @@ void layout(const Plan& p, Staging& st, CudaPlan& cp) {
       d.num_blocks = s.num_blocks;
       to_i32(entries, "sum partition entries (blocks x fan-in)");
       d.disjoint_weights = s.disjoint_weights ? 1 : 0;
+      int64_t runs = 0;
+      for (int64_t i = 0; i < s.num_blocks; ++i)
+        runs += i == 0 || !std::equal(s.child_rows.begin() + i * s.fanin, s.child_rows.begin() + (i + 1) * s.fanin,
+                                      s.child_rows.begin() + (i - 1) * s.fanin);
+      d.rows_per_child_list = runs > 0 ? s.num_blocks * s.block_size / runs : 1;
       d.out_rows = st.put(narrow(s.out_rows, "sum output row"));
       d.child_rows = st.put(narrow(s.child_rows, "sum child row"));
       d.weight_offsets = st.put(s.weight_offsets);

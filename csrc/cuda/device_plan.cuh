@@ -40,6 +40,9 @@ struct DevSum {
   const int32_t* child_rows = nullptr;      // [num_blocks * fanin], -1 = padding
   const int64_t* weight_offsets = nullptr;  // [num_blocks * fanin], -1 = padding
   int32_t disjoint_weights = 1;             // as SumPartition::disjoint_weights
+  // Rows per run of consecutive blocks that read the same child list (the whole partition's mean):
+  // the forward's tensor-core tile shares a run's child loads, so short runs take a shorter tile.
+  int64_t rows_per_child_list = 1;
   // Transposed connectivity: the distinct child blocks this partition reads, and for each the
   // entries (i * fanin + f) that read it, so a backward kernel can own a child block and gather.
   int64_t num_child_blocks = 0;

@@ -10,11 +10,13 @@
 //    rows x 128 batch columns. With b <= 128 the tile is 128 / b consecutive sum blocks; runs of them
 //    that read the same child list (every block of a dense sum vector does) form a *segment* that
 //    shares every load and exp of a child element, which is the dominant cost, not the matrix product.
-//    With b > 128 the tile is a 128-row slice of one block. The child rows of all child blocks are one
-//    K dimension (k * cb + c; padding child blocks give E = 0 and W = 0).
+//    With b > 128 the tile is a 128-row slice of one block. A partition whose runs of shared child
+//    lists average under 128 rows (PD: two 32-row blocks per 64-node region) takes 64-row tiles
+//    instead, so that one run keeps all 8 warps busy rather than half of them twice. The child rows of
+//    all child blocks are one K dimension (k * cb + c; padding child blocks give E = 0 and W = 0).
 //    K loop: the raw float32 child values and weights of 32 K rows at a time stream into a 3-stage
 //    cp.async ring (16-byte copies where aligned), one __syncthreads per stage, so two stages are in
-//    flight while the tensor cores work on the third. Each warp owns 64 rows x 32 columns
+//    flight while the tensor cores work on the third. Each warp owns 64 (or 32) rows x 32 columns
 //    (mma.sync m16n8k8 TF32 / m16n8k16 BF16, float32 accumulators in registers); it reads its B
 //    fragments raw, folds them into a running per-column max and rescales its accumulators when that
 //    max grows (as flash attention does), then exponentiates and rounds them in registers. So the child
@@ -57,8 +59,9 @@ namespace cg = cooperative_groups;
 constexpr int kThreads = 256;  // 8 warps
 constexpr int kT = 64;         // SIMT path: batch columns per tile
 constexpr int64_t kWideBelowWarps = 4096;  // SIMT: fewer warps than this (a few per SM) and long K: wide
-// Tensor-core path: tile rows, batch columns, K rows per stage, ring stages.
-constexpr int kBM = 128, kBN = 128, kBK = 32, kStages = 3;
+// Tensor-core path: batch columns, K rows per stage, ring stages. Tile rows BM are 128 or 64 (a template
+// parameter): 8 warps in 2 rows x 4 columns, each warp BM / 2 rows x 32 columns.
+constexpr int kBN = 128, kBK = 32, kStages = 3;
 constexpr int kLdC = kBN + 8;  // accumulator tile rows: float2 stores of a warp hit distinct banks
 constexpr int kTab = 256;      // child-list / weight-offset entries of a row tile cached in shared memory
 constexpr int kMaxSplit = 8;   // CTAs per cluster that split K (the portable cluster limit)
@@ -166,36 +169,39 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// Stage tiles, in floats: W [kBM rows][kBK K columns] then E [kBK K rows][kBN batch columns], rows
+// Stage tiles, in floats: W [BM rows][kBK K columns] then E [kBK K rows][kBN batch columns], rows
 // padded so that the fragment loads of a warp hit 32 distinct banks and every load is a per-thread base
 // plus an immediate: TF32 reads one float of A at (g, t) and of B at (k t, n g), so W rows are 36 floats
 // (4 mod 32 banks) and E rows 136 (8 mod 32); BF16 reads a float2 of A at (g, 2t) and B at (k 2t, n g),
 // so 40 (8 mod 32) and 132 (4 mod 32). Rows stay 16-byte aligned for cp.async.
-template <Precision P>
+template <Precision P, int BM>
 struct TcLd {
   static constexpr int kW = P == Precision::TF32 ? kBK + 4 : kBK + 8;
   static constexpr int kE = P == Precision::TF32 ? kBN + 8 : kBN + 4;
-  static constexpr int kEOffset = kBM * kW;  // E tile within a stage
+  static constexpr int kEOffset = BM * kW;  // E tile within a stage
   static constexpr int kStageFloats = kEOffset + kBK * kE;
 };
 
 // Dynamic shared memory: 2 CTAs of 8 warps per SM, so 2 x (this + 1 KiB reserved) <= 228 KiB on
-// sm_90 (TF32 108 KiB, BF16 112.5 KiB): one byte more and the SM holds one CTA, half the warps.
-template <Precision P>
+// sm_90 (BM 128: TF32 108 KiB, BF16 112.5 KiB; one byte more and the SM holds one CTA, half the warps).
+template <Precision P, int BM>
 struct TcShared {
-  // The cp.async ring; after the K loop, the [kBM][kLdC] accumulator tile and then, at kMOffset, the
+  // The cp.async ring; after the K loop, the [BM][kLdC] accumulator tile and then, at kMOffset, the
   // [2][kBN] column shifts (per warp row) of a segment.
-  float ring[kStages * TcLd<P>::kStageFloats];
+  float ring[kStages * TcLd<P, BM>::kStageFloats];
   int64_t woff[kTab];  // the row tile's weight offsets and child rows, where they fit
   int32_t crow[kTab];
-  int32_t differs[kBM / 16];  // block j's child list differs from block j - 1's
+  int32_t differs[BM / 16];  // block j's child list differs from block j - 1's
+  static constexpr int kMOffset = BM * kLdC;
 };
-constexpr int kMOffset = kBM * kLdC;
 constexpr int kMaxSmemPerCta = 113 * 1024;
-static_assert(sizeof(TcShared<Precision::TF32>) <= kMaxSmemPerCta, "two CTAs per SM");
-static_assert(sizeof(TcShared<Precision::BF16>) <= kMaxSmemPerCta, "two CTAs per SM");
-static_assert(kMOffset + 2 * kBN <= kStages * TcLd<Precision::TF32>::kStageFloats, "epilogue tiles fit the ring");
-static_assert(kMOffset + 2 * kBN <= kStages * TcLd<Precision::BF16>::kStageFloats, "epilogue tiles fit the ring");
+template <Precision P, int BM>
+constexpr bool tc_fits() {
+  return sizeof(TcShared<P, BM>) <= kMaxSmemPerCta &&
+         TcShared<P, BM>::kMOffset + 2 * kBN <= kStages * TcLd<P, BM>::kStageFloats;  // epilogue tiles fit the ring
+}
+static_assert(tc_fits<Precision::TF32, 128>() && tc_fits<Precision::BF16, 128>(), "two CTAs per SM");
+static_assert(tc_fits<Precision::TF32, 64>() && tc_fits<Precision::BF16, 64>(), "two CTAs per SM");
 
 // One 16-byte chunk of weights (always whole: K and the chunk start are multiples of 4) by the widest
 // copies its alignment allows: weight blocks start anywhere in the parameter buffer.
@@ -216,11 +222,11 @@ __device__ __forceinline__ void copy_w(float* dst, const float* src) {
 // lane's A base (W row wr0 + g, column t (TF32) / 2t (BF16)), eb at its B base (E row t / 2t, column
 // wc0 + g). acc[i][j] is the warp's m-tile i (rows wr0 + 16 i ..) x n-tile j (columns wc0 + 8 j ..);
 // m[j] the running max of column wc0 + 8 j + g over this warp's K rows so far (-inf: none seen, shift 0).
-template <Precision P, int kg>
+template <Precision P, int MT, int kg>
 __device__ __forceinline__ void tc_group(const float* __restrict__ wa, const float* __restrict__ eb,
-                                         float (&acc)[4][4][4], float (&m)[4], unsigned live, int t) {
+                                         float (&acc)[MT][4][4], float (&m)[4], unsigned live, int t) {
   constexpr bool kTf32 = P == Precision::TF32;
-  constexpr int LW = TcLd<P>::kW, LE = TcLd<P>::kE;
+  constexpr int LW = TcLd<P, 128>::kW, LE = TcLd<P, 128>::kE;  // row strides do not depend on BM
   // Per n-tile j: its B values (4 per lane: K rows kg + (TF32: t, t+4, t+8, t+12; BF16: 2t, 2t+1,
   // 2t+8, 2t+9), column wc0 + 8 j + g), their max over the 4 lanes of group g (which hold one column's
   // K rows between them), the rescale, and E = exp(v - shift) <= 1 in the tensor cores' input type.
@@ -241,7 +247,7 @@ __device__ __forceinline__ void tc_group(const float* __restrict__ wa, const flo
       m[j] = mn;
       const float s0 = __shfl_sync(kFull, sc, 8 * t), s1 = __shfl_sync(kFull, sc, 8 * t + 4);
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
+      for (int i = 0; i < MT; ++i) {
         acc[i][j][0] *= s0;
         acc[i][j][1] *= s1;
         acc[i][j][2] *= s0;
@@ -265,7 +271,7 @@ __device__ __forceinline__ void tc_group(const float* __restrict__ wa, const flo
 #pragma unroll
     for (int s = 0; s < 2; ++s) {  // the two k-steps of 8
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
+      for (int i = 0; i < MT; ++i) {
         if (!((live >> i) & 1)) continue;
         const float* w = wa + 16 * i * LW + kg + 8 * s;
         const uint32_t af[4] = {to_tf32(w[0]), to_tf32(w[8 * LW]), to_tf32(w[4]), to_tf32(w[8 * LW + 4])};
@@ -275,7 +281,7 @@ __device__ __forceinline__ void tc_group(const float* __restrict__ wa, const flo
     }
   } else {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < MT; ++i) {
       if (!((live >> i) & 1)) continue;
       const float* w = wa + 16 * i * LW + kg;
       const float2 x0 = *reinterpret_cast<const float2*>(w);
@@ -291,18 +297,23 @@ __device__ __forceinline__ void tc_group(const float* __restrict__ wa, const flo
 }
 
 // split = CTAs per cluster sharing one item's K range (1: no cluster launch).
-template <Precision P>
+template <Precision P, int BM>
 __global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, const int split) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
-  TcShared<P>& sm = *reinterpret_cast<TcShared<P>*>(smem_raw);
+  using Sh = TcShared<P, BM>;
+  using Ld = TcLd<P, BM>;
+  Sh& sm = *reinterpret_cast<Sh*>(smem_raw);
 
   constexpr bool kTf32 = P == Precision::TF32;
+  constexpr int kBM = BM, MT = BM / 32, kWR = BM / 2;  // m-tiles and rows per warp
+  constexpr int kLogWR = BM == 128 ? 6 : 5;
+  static_assert(BM == 128 || BM == 64, "tile rows");
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int g = lane >> 2, t = lane & 3;
   const int b = a.b, cb = a.cb, fanin = a.fanin;
   const int K = fanin * cb;  // < INT_MAX - kBK: checked by the launcher
-  // Warp tile: rows wr0 .. wr0 + 63 (warp row wrow), columns wc0 .. wc0 + 31.
-  const int wrow = warp >> 2, wr0 = wrow * 64, wc0 = (warp & 3) * 32;
+  // Warp tile: rows wr0 .. wr0 + kWR - 1 (warp row wrow), columns wc0 .. wc0 + 31.
+  const int wrow = warp >> 2, wr0 = wrow * kWR, wc0 = (warp & 3) * 32;
 
   // This CTA's share of K: chunks [rank * per, ..) of 32 rows.
   const int rank = split > 1 ? static_cast<int>(cg::this_cluster().block_rank()) : 0;
@@ -364,19 +375,19 @@ __global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, cons
       const int r0 = s0 * rows_per_blk, r1 = s1 * rows_per_blk;  // the segment's tile rows
       unsigned live = 0;  // this warp's m-tiles inside the segment (segments are multiples of 16 rows)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) live |= (wr0 + 16 * i >= r0 && wr0 + 16 * i < r1 ? 1u : 0u) << i;
+      for (int i = 0; i < MT; ++i) live |= (wr0 + 16 * i >= r0 && wr0 + 16 * i < r1 ? 1u : 0u) << i;
 
       // Stage chunk c of this CTA's K range into ring slot st. E rows past K or of padding child
       // blocks are -inf (E = 0), columns past the batch zero (never stored); W of segment rows only,
       // zero past K and for padding.
       auto issue = [&](int c, int st) {
-        float* ws = sm.ring + st * TcLd<P>::kStageFloats;
-        float* es = ws + TcLd<P>::kEOffset;
+        float* ws = sm.ring + st * Ld::kStageFloats;
+        float* es = ws + Ld::kEOffset;
         const int kc0 = kbeg + c * kBK;
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           const int kl = (tid >> 5) + 8 * i, col = (tid & 31) << 2, kr = kc0 + kl;
-          float* dst = es + kl * TcLd<P>::kE + col;
+          float* dst = es + kl * Ld::kE + col;
           const int32_t r = kr < K ? ctab[kr >> a.lcb] : -1;
           if (r >= 0) {
             const int n = min(max(cols - col, 0), 4);
@@ -392,11 +403,11 @@ __global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, cons
           }
         }
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
+        for (int i = 0; i < BM / 32; ++i) {
           const int row = (tid >> 3) + 32 * i;
           if (row < r0 || row >= r1) continue;
           const int kc = (tid & 7) << 2, kw = kc0 + kc;
-          float* dst = ws + row * TcLd<P>::kW + kc;
+          float* dst = ws + row * Ld::kW + kc;
           const int jr = b <= kBM ? row >> a.lb : 0;
           const int lr = b <= kBM ? row & (b - 1) : lr0 + row;
           const int64_t o = kw < K ? wtab[jr * fanin + (kw >> a.lcb)] : -1;
@@ -407,9 +418,9 @@ __global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, cons
         }
       };
 
-      float acc[4][4][4];
+      float acc[MT][4][4];
 #pragma unroll
-      for (int i = 0; i < 4; ++i)
+      for (int i = 0; i < MT; ++i)
 #pragma unroll
         for (int j = 0; j < 4; ++j)
 #pragma unroll
@@ -430,14 +441,14 @@ __global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, cons
         if (c + kStages - 1 < nch) issue(c + kStages - 1, (c + kStages - 1) % kStages);
         cp_async_commit();
         if (live) {
-          const float* ws = sm.ring + (c % kStages) * TcLd<P>::kStageFloats;
-          const float* wa = ws + (wr0 + g) * TcLd<P>::kW + (kTf32 ? t : 2 * t);
-          const float* eb = ws + TcLd<P>::kEOffset + (kTf32 ? t : 2 * t) * TcLd<P>::kE + wc0 + g;
-          tc_group<P, 0>(wa, eb, acc, m, live, t);
+          const float* ws = sm.ring + (c % kStages) * Ld::kStageFloats;
+          const float* wa = ws + (wr0 + g) * Ld::kW + (kTf32 ? t : 2 * t);
+          const float* eb = ws + Ld::kEOffset + (kTf32 ? t : 2 * t) * Ld::kE + wc0 + g;
+          tc_group<P, MT, 0>(wa, eb, acc, m, live, t);
           // Keeps ptxas from hoisting the second group's loads over the first's MMAs, which would
           // need more than the 128 registers of 2 CTAs per SM.
           asm volatile("" ::: "memory");
-          tc_group<P, 16>(wa, eb, acc, m, live, t);
+          tc_group<P, MT, 16>(wa, eb, acc, m, live, t);
         }
       }
 
@@ -446,10 +457,10 @@ __global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, cons
       cp_async_wait<0>();
       __syncthreads();
       float* cs = sm.ring;
-      float* ms = sm.ring + kMOffset;  // [2][kBN]
+      float* ms = sm.ring + Sh::kMOffset;  // [2][kBN]
       if (live) {
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
+        for (int i = 0; i < MT; ++i) {
           if (!((live >> i) & 1)) continue;
 #pragma unroll
           for (int j = 0; j < 4; ++j) {
@@ -474,16 +485,16 @@ __global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, cons
             // and then sum = 0 takes the exact path, which returns -inf.
             float mx, sum;
             if (split == 1) {
-              mx = ms[(rho >> 6) * kBN + col];
+              mx = ms[(rho >> kLogWR) * kBN + col];
               sum = cs[rho * kLdC + col];
             } else {
               cg::cluster_group cl = cg::this_cluster();
               mx = neg_inf();
-              for (int q = 0; q < split; ++q) mx = fmaxf(mx, *cl.map_shared_rank(&ms[(rho >> 6) * kBN + col], q));
+              for (int q = 0; q < split; ++q) mx = fmaxf(mx, *cl.map_shared_rank(&ms[(rho >> kLogWR) * kBN + col], q));
               sum = 0.0f;
               if (mx != neg_inf()) {
                 for (int q = 0; q < split; ++q) {
-                  const float mq = *cl.map_shared_rank(&ms[(rho >> 6) * kBN + col], q);
+                  const float mq = *cl.map_shared_rank(&ms[(rho >> kLogWR) * kBN + col], q);
                   if (mq != neg_inf()) sum += *cl.map_shared_rank(&cs[rho * kLdC + col], q) * __expf(mq - mx);
                 }
               }
@@ -639,7 +650,7 @@ struct TcDevice {
   int clusters[kMaxSplit + 1] = {};  // [s]: clusters of s CTAs resident at once (0: not schedulable)
 };
 
-template <Precision P>
+template <Precision P, int BM>
 TcDevice tc_device() {
   static std::mutex mu;
   static std::map<int, TcDevice> cache;
@@ -651,12 +662,12 @@ TcDevice tc_device() {
   TcDevice d;
   int sms = 1, per_sm = 1;
   PCC_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  auto* kernel = sum_forward_tc<P>;
+  auto* kernel = sum_forward_tc<P, BM>;
   PCC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      static_cast<int>(sizeof(TcShared<P>))));
+                                      static_cast<int>(sizeof(TcShared<P, BM>))));
   PCC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                                       static_cast<int>(cudaSharedmemCarveoutMaxShared)));
-  PCC_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, sizeof(TcShared<P>)));
+  PCC_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, sizeof(TcShared<P, BM>)));
   d.resident = sms * std::max(per_sm, 1);
   for (int s = 2; s <= kMaxSplit; ++s) {
     cudaLaunchAttribute attr;
@@ -667,7 +678,7 @@ TcDevice tc_device() {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(s);
     cfg.blockDim = dim3(kThreads);
-    cfg.dynamicSmemBytes = sizeof(TcShared<P>);
+    cfg.dynamicSmemBytes = sizeof(TcShared<P, BM>);
     cfg.attrs = &attr;
     cfg.numAttrs = 1;
     int clusters = 0;
@@ -699,15 +710,18 @@ int choose_split(const TcDevice& d, int64_t items, int64_t nch) {
   return best;
 }
 
-template <Precision P>
-void launch_tc(const Args& a, cudaStream_t stream) {
+template <Precision P, int BM>
+void launch_tc(Args a, int64_t num_blocks, cudaStream_t stream) {
+  const int b = a.b;
+  const int64_t groups = b <= BM ? (num_blocks + (BM / b) - 1) / (BM / b) : num_blocks * (b / BM);
+  a.items = groups * a.num_tiles;
   const int64_t items = a.items;
-  const TcDevice d = tc_device<P>();
+  const TcDevice d = tc_device<P, BM>();
   const int64_t nch = (static_cast<int64_t>(a.fanin) * a.cb + kBK - 1) / kBK;
   const int split = choose_split(d, items, nch);
   const int64_t ctas = std::min<int64_t>(items * split, (INT_MAX / split) * split);
   if (split == 1) {
-    sum_forward_tc<P><<<static_cast<unsigned>(ctas), kThreads, sizeof(TcShared<P>), stream>>>(a, 1);
+    sum_forward_tc<P, BM><<<static_cast<unsigned>(ctas), kThreads, sizeof(TcShared<P, BM>), stream>>>(a, 1);
     return;
   }
   cudaLaunchAttribute attr;
@@ -718,11 +732,11 @@ void launch_tc(const Args& a, cudaStream_t stream) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(static_cast<unsigned>(ctas));
   cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = sizeof(TcShared<P>);
+  cfg.dynamicSmemBytes = sizeof(TcShared<P, BM>);
   cfg.stream = stream;
   cfg.attrs = &attr;
   cfg.numAttrs = 1;
-  PCC_CUDA_CHECK(cudaLaunchKernelEx(&cfg, sum_forward_tc<P>, a, split));
+  PCC_CUDA_CHECK(cudaLaunchKernelEx(&cfg, sum_forward_tc<P, BM>, a, split));
 }
 
 }  // namespace
@@ -753,12 +767,16 @@ void sum_forward(const DevSum& s, const float* params, float* values, int64_t ba
   const int kstep = precision == Precision::BF16 ? 16 : 8;
   if (b >= 16 && cb >= kstep) {
     a.num_tiles = (batch + kBN - 1) / kBN;
-    const int64_t groups = b <= kBM ? (s.num_blocks + (kBM / b) - 1) / (kBM / b) : s.num_blocks * (b / kBM);
-    a.items = groups * a.num_tiles;
+    // A 128-row tile runs its runs of shared child lists one after another, each with only the warps
+    // whose rows it holds; runs shorter than that (PD's 64-node regions) take 64-row tiles, so all
+    // 8 warps work on one run.
+    const bool short_runs = s.rows_per_child_list < 128;
     if (precision == Precision::BF16)
-      launch_tc<Precision::BF16>(a, stream);
+      short_runs ? launch_tc<Precision::BF16, 64>(a, s.num_blocks, stream)
+                 : launch_tc<Precision::BF16, 128>(a, s.num_blocks, stream);
     else
-      launch_tc<Precision::TF32>(a, stream);
+      short_runs ? launch_tc<Precision::TF32, 64>(a, s.num_blocks, stream)
+                 : launch_tc<Precision::TF32, 128>(a, s.num_blocks, stream);
   } else {
     a.num_tiles = (batch + kT - 1) / kT;
     const unsigned grid_y = static_cast<unsigned>(std::min<int64_t>(a.num_tiles, 65535));
