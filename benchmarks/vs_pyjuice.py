@@ -34,6 +34,13 @@ several runs on the same machine.
     PYTHONPATH=.site python benchmarks/vs_pyjuice.py --jobs 5 --only hclt-128,hclt-256 --json-dir DIR
     python benchmarks/vs_pyjuice.py --merge DIR/*.json --out benchmarks/results/vs_pyjuice.md
     python benchmarks/vs_pyjuice.py --device cpu --quick   # pcc half only (PyJuice needs CUDA)
+
+Where the minutes go is in each result (`pj_compile_s`: PyJuice's compile on the CPU; `pj_first_s`:
+its first calls on the GPU, which JIT-compile its Triton kernels; `ref_em_s`: the float64 oracle).
+Triton keeps compiled kernels in TRITON_CACHE_DIR, so a device call can start from the kernels of an
+earlier one: end the call with `tar czf $OUT/triton-cache.tgz -C $TRITON_CACHE_DIR .`, copy the file
+into the carried `.whl/`, and begin the next with `mkdir -p $TRITON_CACHE_DIR && tar xzf
+.whl/triton-cache.tgz -C $TRITON_CACHE_DIR`.
 """
 import argparse
 import contextlib
@@ -360,6 +367,7 @@ def run_config(name, args, device):
         ll_pj, after_pj = None, None
         # ---- PyJuice: agreement data, timing; then it leaves the GPU ----
         if have_pj:
+            t = time.perf_counter()
             base = mem_now(device)
             pc.to(device)
             # --pj-fp32: PyJuice's float32 kernels for the agreement data (by default its sm_90
@@ -373,6 +381,8 @@ def run_config(name, args, device):
                 pc.mini_batch_em(step_size=args.step_size, pseudocount=args.pseudocount)
             pc.update_parameters()
             after_pj = pj_params_after(mapping)
+            # PyJuice's first calls JIT-compile its Triton kernels (TRITON_CACHE_DIR keeps them).
+            r["pj_first_s"] = time.perf_counter() - t
 
             def pj_fwd():
                 with torch.no_grad():
@@ -387,11 +397,13 @@ def run_config(name, args, device):
                 pj_fwd_bwd()
                 pc.mini_batch_em(step_size=args.step_size, pseudocount=args.pseudocount)
 
+            t = time.perf_counter()
             r["pj_fwd"] = timed(pj_fwd, device, args.reps)
             r["pj_fb"] = timed(pj_fwd_bwd, device, args.reps)
             reset_peak(device)
             r["pj_step"] = timed(pj_step, device, args.reps)
             r["pj_gib"] = peak_gib(device, base)
+            r["pj_timing_s"] = time.perf_counter() - t
             del pc, pj_fwd, pj_fwd_bwd, pj_step
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -404,6 +416,7 @@ def run_config(name, args, device):
         pre = {g: v.params for g, v in vectors.items()}
 
         # ---- pcc: same circuit, same parameters ----
+        t = time.perf_counter()
         base = mem_now(device)
         model.to(device)
         with torch.no_grad():
@@ -421,6 +434,7 @@ def run_config(name, args, device):
         reset_peak(device)
         r["pcc_step"] = timed(step, device, args.reps)
         r["pcc_gib"] = peak_gib(device, base)
+        r["pcc_gpu_s"] = time.perf_counter() - t
         if args.profile and device.type == "cuda":
             print(f"{name}: pcc kernels per EM step", flush=True)
             kernel_profile(step, args.profile)
@@ -605,8 +619,10 @@ def main():
         if device.type == "cuda":
             torch.cuda.empty_cache()
         results.append(r)
-        print(row(r), f"  (build {r.get('build_s', 0):.0f}s, convert {r.get('convert_s', 0):.1f}s, "
-              f"pcc compile {r.get('pcc_compile_s', 0):.1f}s, reference {r.get('ref_s', 0):.0f}s, "
+        print(row(r), f"  (build {r.get('build_s', 0):.0f}s, PyJuice compile {r.get('pj_compile_s', 0):.0f}s, "
+              f"first PyJuice calls {r.get('pj_first_s', 0):.0f}s, PyJuice timing {r.get('pj_timing_s', 0):.0f}s, "
+              f"convert {r.get('convert_s', 0):.1f}s, pcc compile {r.get('pcc_compile_s', 0):.1f}s, "
+              f"pcc on the device {r.get('pcc_gpu_s', 0):.0f}s, reference {r.get('ref_s', 0):.0f}s, "
               f"EM reference {r.get('ref_em_s', 0):.1f}s, total {r.get('total_s', 0):.0f}s)", flush=True)
         # Saved as each configuration ends, so a run cut short (a device call's limit) keeps them.
         if args.json_dir:
