@@ -26,6 +26,10 @@ struct CompileOptions {
   // and sample (HMM vocabularies); smaller ones stay node-major, where a node's slots fit a table in
   // shared memory. 0: every Categorical group category-major; -1: none.
   int64_t category_major_cats = 512;
+  // Compute element-wise product vectors whose children are sums inside the sum partitions that
+  // read them (pass fuse_products; SumPartition::child_arity), so their values and flows take no
+  // rows. Off by default while the CUDA backend cannot run such plans.
+  bool fuse_products = false;
 };
 
 const std::vector<std::string>& pass_names();

@@ -17,10 +17,15 @@
 //   * InputGroup: rows [row_start, row_start + num_nodes) get log p(x[var]) of one distribution kind.
 //   * ProductPartition: row_start + i gets the sum of the fanin rows child_rows[i * fanin + k].
 //   * SumPartition: num_blocks sum blocks of block_size rows each. Block i writes rows
-//     out_rows[i] .. out_rows[i] + block_size and reads fanin child blocks; child block k starts at
-//     row child_rows[i * fanin + k] (-1: padding, skipped) and has child_block_size rows; its weights
-//     are a [block_size, child_block_size] row-major matrix at params[weight_offsets[i * fanin + k]].
-//     out[r] = log sum_k sum_c W_k[r, c] * exp(value[child_k + c]).
+//     out_rows[i] .. out_rows[i] + block_size and reads fanin child blocks of child_block_size rows;
+//     its weights for child block k are a [block_size, child_block_size] row-major matrix at
+//     params[weight_offsets[i * fanin + k]] (-1: padding, skipped).
+//     out[r] = log sum_k sum_c W_k[r, c] * exp(child_k[c]).
+//     With child_arity A = 1, child block k is the rows starting at child_rows[i * fanin + k]. With
+//     A > 1 it is an element-wise product the plan never stores (a fused product vector): child_k[c]
+//     = sum over a of value[child_rows[(i * fanin + k) * A + a] + c], over the starts that are not
+//     -1. Its flow goes to every one of those rows (the product's backward, folded into the sum's).
+//     An entry is padding when its first start is -1 (and then all of its starts are).
 // Parameters. One float32 buffer in linear space. Input node slots: Categorical K probabilities
 // (node-major: a node's K slots are contiguous; or category-major, chosen per parameter group by the
 // compiler for large vocabularies: slot k of every node of the group together, so the nodes of one
@@ -60,11 +65,13 @@ struct ProductPartition {
 
 struct SumPartition {
   int64_t block_size = 1, child_block_size = 1, num_blocks = 0, fanin = 0;
+  // Row starts per child block (1, or the arity of fused products; see above).
+  int64_t child_arity = 1;
   // 1 when no two blocks of this partition share a weight matrix (no tied vectors inside it), so
   // parameter flows may be accumulated block-parallel without atomics.
   int64_t disjoint_weights = 1;
   std::vector<int64_t> out_rows;        // [num_blocks]
-  std::vector<int64_t> child_rows;      // [num_blocks * fanin], -1 = padding
+  std::vector<int64_t> child_rows;      // [num_blocks * fanin * child_arity], -1 = padding / none
   std::vector<int64_t> weight_offsets;  // [num_blocks * fanin], -1 = padding
 };
 
@@ -123,7 +130,7 @@ struct Plan {
   std::vector<int64_t> var_limit;
 
   int64_t root_row = 0, num_root_nodes = 0;  // the root vector's rows
-  std::vector<int64_t> vector_rows;          // first row of each IR vector, -1 if unreachable
+  std::vector<int64_t> vector_rows;          // first row of each IR vector; -1 if unreachable or fused
 
   std::vector<float> params;
   std::vector<ParamRun> param_map;
