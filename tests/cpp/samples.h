@@ -199,8 +199,9 @@ inline pcc::Plan tiny_plan() {
   prod.products.push_back({5, 2, 2, {1, 3, 2, 4}});
   pcc::Layer sum;
   sum.kind = pcc::LayerKind::Sum;
-  // block_size, child_block_size, num_blocks, fanin, disjoint_weights, out_rows, child_rows, weight_offsets
-  sum.sums.push_back({1, 2, 1, 1, 1, {7}, {5}, {8}});
+  // block_size, child_block_size, num_blocks, fanin, child_arity, disjoint_weights, out_rows, child_rows,
+  // weight_offsets
+  sum.sums.push_back({1, 2, 1, 1, 1, 1, {7}, {5}, {8}});
   p.layers = {in, prod, sum};
   p.stats.input_nodes = 4;
   p.stats.product_nodes = 2;
