@@ -14,7 +14,8 @@ namespace pcc {
 namespace {
 
 // Smallest possible records (scalars plus empty arrays), for checking counts before reserving; input
-// groups and group layouts have one more i64 (cat_stride) from version 3.
+// groups and group layouts have one more i64 (cat_stride) from version 3, sum partitions one more
+// (child_arity) from version 4.
 constexpr size_t kMinLayerBytes = 1 + 4 * 8;
 constexpr size_t kMinInputGroupBytes = 1 + 2 * 8 + 3 * 8;
 constexpr size_t kMinProductBytes = 3 * 8 + 8;
@@ -24,6 +25,10 @@ constexpr size_t kPadRangeBytes = 2 * 8;
 constexpr size_t kParamRunBytes = 5 * 8;
 constexpr size_t kStatsFields = 7;
 constexpr uint32_t kCatStrideVersion = 3;  // the first plan version with cat_stride fields
+constexpr uint32_t kChildArityVersion = 4;  // the first plan version with child_arity fields
+// The largest child_arity validate_plan accepts: fused products have a few children, so a larger
+// value is a corrupt or hand-made file, and backends may keep an entry's starts in a small array.
+constexpr int64_t kMaxChildArity = 64;
 
 // The Stats fields in file order.
 void stats_fields(Stats& s, int64_t* (&out)[kStatsFields]) {
@@ -106,11 +111,15 @@ std::string serialize_plan(const Plan& p) { return serialize_plan_version(p, con
 std::string serialize_plan_version(const Plan& p, uint32_t version) {
   PCC_CHECK(version >= container::kOldestPlanVersion && version <= container::kPlanVersion,
             "serialize_plan: cannot write plan version ", version);
-  const bool strided = version >= kCatStrideVersion;
+  const bool strided = version >= kCatStrideVersion, fused = version >= kChildArityVersion;
   container::Writer w;
   auto cat_stride = [&](int64_t s) {  // version 2 plans are node-major: no field, stride 1
     if (strided) w.i64(s);
     else PCC_CHECK(s == 1, "serialize_plan: plan version ", version, " has no category-major inputs");
+  };
+  auto child_arity = [&](int64_t a) {  // versions 2 and 3 have no fused products: no field, arity 1
+    if (fused) w.i64(a);
+    else PCC_CHECK(a == 1, "serialize_plan: plan version ", version, " has no fused products (child_arity ", a, ")");
   };
   w.i64(p.num_vars);
   w.i64(p.num_rows);
@@ -179,6 +188,7 @@ std::string serialize_plan_version(const Plan& p, uint32_t version) {
       w.i64(q.child_block_size);
       w.i64(q.num_blocks);
       w.i64(q.fanin);
+      child_arity(q.child_arity);
       w.i64(q.disjoint_weights);
       w.i64s(q.out_rows);
       w.i64s(q.child_rows);
@@ -196,6 +206,7 @@ std::string serialize_plan_version(const Plan& p, uint32_t version) {
 Plan parse_plan(const std::string& bytes, const std::string& source) {
   container::Reader r = container::open(bytes, container::Kind::Plan, source);
   const bool strided = r.version() >= kCatStrideVersion;  // older plans are node-major: cat_stride 1
+  const bool fused = r.version() >= kChildArityVersion;   // older plans have child_arity 1
   const size_t stride_bytes = strided ? 8 : 0;
   Plan p;
   p.num_vars = r.i64("num_vars");
@@ -268,7 +279,7 @@ Plan parse_plan(const std::string& bytes, const std::string& source) {
       q.child_rows = r.i64s("child_rows");
     }
     r.set_context("layer " + std::to_string(li));
-    l.sums.resize(r.count("sum partition count", kMinSumBytes));
+    l.sums.resize(r.count("sum partition count", kMinSumBytes + (fused ? 8 : 0)));
     for (size_t qi = 0; qi < l.sums.size(); ++qi) {
       SumPartition& q = l.sums[qi];
       r.set_context("sum partition " + std::to_string(qi) + " of layer " + std::to_string(li));
@@ -276,6 +287,7 @@ Plan parse_plan(const std::string& bytes, const std::string& source) {
       q.child_block_size = r.i64("child_block_size");
       q.num_blocks = r.i64("num_blocks");
       q.fanin = r.i64("fanin");
+      if (fused) q.child_arity = r.i64("child_arity");
       q.disjoint_weights = r.i64("disjoint_weights");
       q.out_rows = r.i64s("out_rows");
       q.child_rows = r.i64s("child_rows");
@@ -467,11 +479,16 @@ void validate_plan(const Plan& p) {
                 ", fanin ", q.fanin);
       PCC_CHECK(product_is(q.num_blocks, 1, q.out_rows.size()), "invalid plan: ", at, ": out_rows has ",
                 q.out_rows.size(), " entries for ", q.num_blocks, " blocks");
-      PCC_CHECK(product_is(q.num_blocks, q.fanin, q.child_rows.size()) &&
-                    q.weight_offsets.size() == q.child_rows.size(),
-                "invalid plan: ", at, ": child_rows/weight_offsets have ", q.child_rows.size(), "/",
-                q.weight_offsets.size(), " entries, expected num_blocks ", q.num_blocks, " x fanin ",
-                q.fanin);
+      PCC_CHECK(q.child_arity >= 1 && q.child_arity <= kMaxChildArity, "invalid plan: ", at, ": child_arity is ",
+                q.child_arity, " (must be 1 to ", kMaxChildArity, ")");
+      PCC_CHECK(product_is(q.num_blocks, q.fanin, q.weight_offsets.size()), "invalid plan: ", at,
+                ": weight_offsets has ", q.weight_offsets.size(), " entries, expected num_blocks ", q.num_blocks,
+                " x fanin ", q.fanin);
+      // One entry per weight matrix, child_arity row starts per entry.
+      const int64_t entries = static_cast<int64_t>(q.weight_offsets.size()), arity = q.child_arity;
+      PCC_CHECK(product_is(entries, arity, q.child_rows.size()), "invalid plan: ", at, ": child_rows has ",
+                q.child_rows.size(), " entries, expected num_blocks ", q.num_blocks, " x fanin ", q.fanin,
+                " x child_arity ", arity);
       PCC_CHECK(q.block_size <= INT64_MAX / q.child_block_size, "invalid plan: ", at,
                 ": block sizes overflow");
       PCC_CHECK(q.disjoint_weights == 0 || q.disjoint_weights == 1, "invalid plan: ", at,
@@ -492,13 +509,26 @@ void validate_plan(const Plan& p) {
                   ": block ", b, " writes rows ", q.out_rows[b], " + ", q.block_size, " outside rows 1..",
                   rows - 1);
       }
-      for (size_t k = 0; k < q.child_rows.size(); ++k) {
-        const int64_t row = q.child_rows[k], w = q.weight_offsets[k];
+      for (int64_t k = 0; k < entries; ++k) {
+        // The entry's first start decides padding; a fused product may have fewer than child_arity
+        // children, so later starts may be -1 on their own.
+        const int64_t* start = q.child_rows.data() + k * arity;
+        const int64_t row = start[0], w = q.weight_offsets[k];
         PCC_CHECK((row == -1) == (w == -1), "invalid plan: ", at, ": entry ", k,
                   " pads only one of child_rows (", row, ") and weight_offsets (", w, ")");
-        if (row == -1) continue;
-        PCC_CHECK(span_ok(row, q.child_block_size, 0, rows), "invalid plan: ", at, ": entry ", k,
-                  " reads rows ", row, " + ", q.child_block_size, " outside the ", rows, " rows");
+        if (row == -1) {
+          for (int64_t a = 1; a < arity; ++a) {
+            PCC_CHECK(start[a] == -1, "invalid plan: ", at, ": entry ", k, " is padding (first start -1) but start ",
+                      a, " is ", start[a]);
+          }
+          continue;
+        }
+        for (int64_t a = 0; a < arity; ++a) {
+          if (a > 0 && start[a] == -1) continue;
+          PCC_CHECK(span_ok(start[a], q.child_block_size, 0, rows), "invalid plan: ", at, ": entry ", k,
+                    arity == 1 ? "" : " start " + std::to_string(a), " reads rows ", start[a], " + ",
+                    q.child_block_size, " outside the ", rows, " rows");
+        }
         PCC_CHECK(span_ok(w, matrix, 0, num_params), "invalid plan: ", at, ": entry ", k,
                   " reads weights ", w, " + ", matrix, " of ", num_params);
       }

@@ -9,7 +9,7 @@
 namespace pcc {
 
 // `version` from container::kOldestPlanVersion to kPlanVersion; refuses a plan that version cannot
-// express (version 2: category-major inputs).
+// express (version 2: category-major inputs; versions 2 and 3: fused products, child_arity != 1).
 std::string serialize_plan_version(const Plan& p, uint32_t version);
 
 }  // namespace pcc

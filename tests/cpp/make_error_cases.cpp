@@ -60,9 +60,12 @@ int main(int argc, char** argv) {
   }
   out_dir = argv[1];
   const std::string circuit = serialize_circuit(tiny_circuit());
-  // Plan cases older than format version 3 are written as version 2 files (what they were when they
-  // were added), so the suite keeps reading that version; cases about cat_stride are version 3.
+  // Plan cases are written in the format version they were added with, so the committed files stay
+  // what they were and the suite keeps reading every version: those older than format version 3 as
+  // version 2 files, the cat_stride ones as version 3, the child_arity ones as version 4.
   const auto v2 = [](const Plan& p) { return serialize_plan_version(p, 2); };
+  const auto v3 = [](const Plan& p) { return serialize_plan_version(p, 3); };
+  const auto v4 = [](const Plan& p) { return serialize_plan_version(p, 4); };
   const std::string plan = v2(tiny_plan());
   const float nan = std::numeric_limits<float>::quiet_NaN();
 
@@ -185,15 +188,17 @@ int main(int argc, char** argv) {
        "input vector 3: tied to input vector 0 (parameter group 0) but differs in num_cats");
 
   // ---- plans ----
-  // The committed plan cases from before cat_stride are version 2 files, kept so that cli.error_cases
-  // also reads that version; rerunning this writes them as version 3 (the same messages).
   emit("plan_truncated.pcplan", plan.substr(0, plan.size() / 2), "truncated: need");
   {
     std::string bad = plan;
     bad[bad.size() - 5] ^= 0x40;
     emit("plan_checksum.pcplan", bad, "corrupt: checksum mismatch");
   }
-  emit("plan_newer_version.pcplan", with_version(serialize_plan(tiny_plan()), 4), "file version 4 is newer than this pcc reads (3)");
+  // The one case that follows the current version: the first one this build does not read (the
+  // reader stops at the header, so the payload stays a version 3 one and only the version changes).
+  emit("plan_newer_version.pcplan", with_version(v3(tiny_plan()), ct::kPlanVersion + 1),
+       "file version " + std::to_string(ct::kPlanVersion + 1) + " is newer than this pcc reads (" +
+           std::to_string(ct::kPlanVersion) + ")");
   emit("plan_older_version.pcplan", with_version(plan, 1), "file version 1 is older than this pcc reads (2); recompile");
   {
     Plan p = tiny_plan();
@@ -213,16 +218,16 @@ int main(int argc, char** argv) {
          "invalid plan: parameter group 1: slots 8 + 2 x 2 outside the 10 parameters");
     p = tiny_plan();
     p.groups[0].cat_stride = 3;
-    emit("plan_group_cat_stride.pcplan", serialize_plan(p),
+    emit("plan_group_cat_stride.pcplan", v3(p),
          "invalid plan: parameter group 0: cat_stride 3 (must be 1, or num_nodes 2 for categorical)");
     p = tiny_plan();
     p.layers[0].inputs[0].cat_stride = 9;
-    emit("plan_cat_stride_slots.pcplan", serialize_plan(p),
+    emit("plan_cat_stride_slots.pcplan", v3(p),
          "invalid plan: input group 0 of layer 0: node 0 (categorical, 2 slots, cat_stride 9) reads slot 0 of a "
          "categorical group at 0 with 2 slots per node and cat_stride 1");
     p = tiny_plan();
     p.layers[0].inputs[0].param_offset[1] = 1;  // in range, but inside node 0's slots
-    emit("plan_input_mid_node.pcplan", serialize_plan(p),
+    emit("plan_input_mid_node.pcplan", v3(p),
          "invalid plan: input group 0 of layer 0: node 1 (categorical, 2 slots, cat_stride 1) reads slot 1 of a "
          "categorical group at 0 with 2 slots per node and cat_stride 1, not a node's first slot");
     p = tiny_plan();
@@ -237,6 +242,25 @@ int main(int argc, char** argv) {
     s.weight_offsets = {8, 8};
     emit("plan_shared_weights.pcplan", v2(p),
          "invalid plan: sum partition 0 of layer 2: disjoint_weights is set but two blocks share a weight matrix");
+  }
+  {  // Fused products: the sum's one entry adds rows 5-6 and 1-2 (child_arity 2).
+    Plan p = tiny_plan();
+    p.layers[2].sums[0].child_arity = 0;
+    emit("plan_child_arity_zero.pcplan", v4(p),
+         "invalid plan: sum partition 0 of layer 2: child_arity is 0 (must be 1 to 64)");
+    p = tiny_plan();
+    p.layers[2].sums[0].child_arity = 2;  // child_rows left with one start
+    emit("plan_fused_child_rows_size.pcplan", v4(p),
+         "invalid plan: sum partition 0 of layer 2: child_rows has 1 entries, expected num_blocks 1 x fanin 1 x "
+         "child_arity 2");
+    p = tiny_plan();
+    SumPartition& s = p.layers[2].sums[0];  // entry 1 is padding but names a second child
+    s.child_arity = 2;
+    s.fanin = 2;
+    s.child_rows = {5, 1, -1, 3};
+    s.weight_offsets = {8, -1};
+    emit("plan_fused_padding.pcplan", v4(p),
+         "invalid plan: sum partition 0 of layer 2: entry 1 is padding (first start -1) but start 1 is 3");
   }
   std::printf("wrote %d error cases to %s\n", written, out_dir.c_str());
   return 0;

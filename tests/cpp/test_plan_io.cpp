@@ -1,5 +1,5 @@
-// .pcplan round trip (exact), version 2 files (before cat_stride) still read, and validate_plan:
-// each index a backend follows is checked.
+// .pcplan round trip (exact), version 2 files (before cat_stride) and version 3 files (before
+// child_arity) still read, and validate_plan: each index a backend follows is checked.
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -35,6 +35,29 @@ void rejects(const std::function<void(Plan&)>& edit, const char* part) {
   Plan p = tiny_plan();
   edit(p);
   CHECK_THROWS(validate_plan(p), "invalid plan", part);
+  CHECK_THROWS(parse_plan(serialize_plan(p), "bad.pcplan"), "bad.pcplan: invalid plan", part);
+}
+
+// tiny_plan() with its sum reading fused products of two children: entry 0 adds the product rows
+// 5-6 and the categorical rows 1-2; with `fanin2`, a second entry that is padding.
+Plan fused_tiny(bool fanin2 = false) {
+  Plan p = tiny_plan();
+  SumPartition& s = p.layers[2].sums[0];
+  s.child_arity = 2;
+  s.child_rows = {5, 1};
+  if (fanin2) {
+    s.fanin = 2;
+    s.child_rows = {5, 1, -1, -1};
+    s.weight_offsets = {8, -1};
+  }
+  return p;
+}
+
+// fused_tiny(fanin2) changed by `edit` must fail validation, also when read from a version 4 file.
+void rejects_fused(bool fanin2, const std::function<void(SumPartition&)>& edit, const char* part) {
+  Plan p = fused_tiny(fanin2);
+  edit(p.layers[2].sums[0]);
+  CHECK_THROWS(validate_plan(p), "invalid plan: sum partition 0 of layer 2: ", part);
   CHECK_THROWS(parse_plan(serialize_plan(p), "bad.pcplan"), "bad.pcplan: invalid plan", part);
 }
 
@@ -119,6 +142,59 @@ int main() {
     }
     CHECK_THROWS(serialize_plan_version(tiny_plan(), 1), "cannot write plan version 1");
   }
+  {  // A version 3 file (no child_arity fields) reads with child_arity 1, exactly.
+    for (const Plan& p : {tiny_plan(), compile(tiny_circuit()), category_major_tiny()}) {
+      const std::string v3 = serialize_plan_version(p, 3);
+      CHECK(v3 != serialize_plan(p));
+      const Plan back = parse_plan(v3, "old.pcplan");
+      for (const Layer& l : back.layers)
+        for (const SumPartition& s : l.sums) CHECK_EQ(s.child_arity, 1);
+      CHECK(serialize_plan(back) == serialize_plan(p));
+    }
+    CHECK_EQ(serialize_plan(tiny_plan()).size(), serialize_plan_version(tiny_plan(), 3).size() + 8);
+  }
+  {  // Fused products (child_arity 2) round-trip in version 4 and are refused by the older writers.
+    for (const bool fanin2 : {false, true}) {
+      const Plan p = fused_tiny(fanin2);
+      validate_plan(p);
+      const std::string bytes = serialize_plan(p);
+      const Plan back = parse_plan(bytes, "fused.pcplan");
+      CHECK(serialize_plan(back) == bytes);
+      const SumPartition &a = back.layers[2].sums[0], &b = p.layers[2].sums[0];
+      CHECK_EQ(a.child_arity, 2);
+      CHECK_EQ(a.fanin, b.fanin);
+      CHECK(a.child_rows == b.child_rows && a.weight_offsets == b.weight_offsets && a.out_rows == b.out_rows);
+      CHECK_THROWS(serialize_plan_version(p, 3), "serialize_plan: plan version 3 has no fused products (child_arity 2)");
+      CHECK_THROWS(serialize_plan_version(p, 2), "serialize_plan: plan version 2 has no fused products (child_arity 2)");
+    }
+    Plan p = fused_tiny();
+    p.layers[2].sums[0].child_rows = {5, -1};  // a product with fewer children than the arity
+    validate_plan(p);
+    CHECK(parse_plan(serialize_plan(p)).layers[2].sums[0].child_rows == p.layers[2].sums[0].child_rows);
+    p.layers[2].sums[0].child_arity = 64;  // the largest accepted
+    p.layers[2].sums[0].child_rows.resize(64, -1);
+    validate_plan(p);
+  }
+  rejects_fused(false, [](SumPartition& s) { s.child_arity = 0; }, "child_arity is 0 (must be 1 to 64)");
+  rejects_fused(false, [](SumPartition& s) { s.child_arity = -3; }, "child_arity is -3");
+  rejects_fused(false, [](SumPartition& s) { s.child_arity = 65; }, "child_arity is 65 (must be 1 to 64)");
+  rejects_fused(false, [](SumPartition& s) { s.child_rows.pop_back(); },
+                "child_rows has 1 entries, expected num_blocks 1 x fanin 1 x child_arity 2");
+  rejects_fused(false, [](SumPartition& s) { s.child_arity = 3; },
+                "child_rows has 2 entries, expected num_blocks 1 x fanin 1 x child_arity 3");
+  rejects_fused(true, [](SumPartition& s) { s.child_arity = 1; },
+                "child_rows has 4 entries, expected num_blocks 1 x fanin 2 x child_arity 1");
+  rejects_fused(true, [](SumPartition& s) { s.weight_offsets.pop_back(); },
+                "weight_offsets has 1 entries, expected num_blocks 1 x fanin 2");
+  rejects_fused(true, [](SumPartition& s) { s.child_rows[3] = 3; },
+                "entry 1 is padding (first start -1) but start 1 is 3");
+  rejects_fused(true, [](SumPartition& s) { s.child_rows[2] = 3; },
+                "entry 1 pads only one of child_rows (3) and weight_offsets (-1)");
+  rejects_fused(true, [](SumPartition& s) { s.child_rows[0] = -1; },
+                "entry 0 pads only one of child_rows (-1) and weight_offsets (8)");
+  rejects_fused(false, [](SumPartition& s) { s.child_rows[1] = 8; }, "entry 0 start 1 reads rows 8 + 2 outside the 9 rows");
+  rejects_fused(false, [](SumPartition& s) { s.child_rows[1] = -2; }, "entry 0 start 1 reads rows -2 + 2 outside the 9 rows");
+  rejects_fused(false, [](SumPartition& s) { s.child_rows[0] = 8; }, "entry 0 start 0 reads rows 8 + 2 outside the 9 rows");
   rejects([](Plan& p) { p.num_rows = 0; }, "num_rows is 0");
   rejects([](Plan& p) { p.var_limit.pop_back(); }, "var_limit has 1 entries for 2 variables");
   rejects([](Plan& p) { p.root_row = 8; p.num_root_nodes = 2; }, "root rows 8 + 2");
