@@ -137,8 +137,9 @@ std::string dump_plan(const Plan& p) {
       s << "\n";
     }
     for (const SumPartition& sp : l.sums) {
-      s << "  sum b=" << sp.block_size << " cb=" << sp.child_block_size << " fanin=" << sp.fanin
-        << " blocks=" << sp.num_blocks << " out=";
+      s << "  sum b=" << sp.block_size << " cb=" << sp.child_block_size << " fanin=" << sp.fanin;
+      if (sp.child_arity != 1) s << " arity=" << sp.child_arity;  // children= then lists arity starts per entry
+      s << " blocks=" << sp.num_blocks << " out=";
       list(s, sp.out_rows);
       s << " children=";
       list(s, sp.child_rows);

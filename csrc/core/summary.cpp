@@ -31,7 +31,10 @@ PlanSummary summarize(const Plan& p) {
       s.sum_blocks += sp.num_blocks;
       s.sum_edges_padded += sp.num_blocks * sp.fanin * sp.block_size * sp.child_block_size;
       rows_written += sp.num_blocks * sp.block_size;
-      rows_read += sp.num_blocks * sp.fanin * sp.child_block_size;
+      rows_read += sp.num_blocks * sp.fanin * sp.child_arity * sp.child_block_size;
+      // Fused products (child_arity > 1) are never stored: every block that reads one adds its
+      // children again, so their edges count once per reading entry.
+      if (sp.child_arity > 1) s.product_edges_padded += sp.num_blocks * sp.fanin * sp.child_arity * sp.child_block_size;
     }
   }
   s.sum_edges_real = p.stats.sum_edges;
@@ -118,7 +121,8 @@ std::string plan_report(const Plan& p) {
     for (const SumPartition& sp : l.sums) {
       lines.push_back({sp.num_blocks * sp.fanin * sp.block_size * sp.child_block_size,
                        at + "sum      " + human(sp.num_blocks) + " blocks of " + std::to_string(sp.block_size) +
-                           "x" + std::to_string(sp.child_block_size) + " x fan-in " + std::to_string(sp.fanin)});
+                           "x" + std::to_string(sp.child_block_size) + " x fan-in " + std::to_string(sp.fanin) +
+                           (sp.child_arity != 1 ? ", fused products of " + std::to_string(sp.child_arity) : "")});
     }
   }
   constexpr size_t kListAll = 24, kHeaviest = 8;

@@ -5,6 +5,7 @@
 #include <functional>
 
 #include "check.h"
+#include "core/passes.h"
 #include "core/plan_io.h"
 #include "pcc/compiler.h"
 #include "pcc/plan.h"
@@ -171,6 +172,12 @@ int main() {
     p.layers[2].sums[0].child_rows = {5, -1};  // a product with fewer children than the arity
     validate_plan(p);
     CHECK(parse_plan(serialize_plan(p)).layers[2].sums[0].child_rows == p.layers[2].sums[0].child_rows);
+    // The dump and the report say so (and say nothing for arity 1: the golden dumps stay as they were).
+    CHECK(dump_plan(p).find("sum b=1 cb=2 fanin=1 arity=2 blocks=1 out=[7] children=[5 -1] weights=[8]") != std::string::npos);
+    CHECK(dump_plan(tiny_plan()).find("sum b=1 cb=2 fanin=1 blocks=1 out=[7] children=[5] weights=[8]") != std::string::npos);
+    CHECK(plan_report(p).find("x fan-in 1, fused products of 2") != std::string::npos);
+    CHECK(plan_report(tiny_plan()).find("fused") == std::string::npos);
+    CHECK_EQ(summarize(p).product_edges_padded, summarize(tiny_plan()).product_edges_padded + 4);
     p.layers[2].sums[0].child_arity = 64;  // the largest accepted
     p.layers[2].sums[0].child_rows.resize(64, -1);
     validate_plan(p);
