@@ -122,6 +122,10 @@ void layout(const Plan& p, Staging& st, CudaPlan& cp) {
       dl.products.push_back(d);
     }
     for (const SumPartition& s : l.sums) {
+      // The kernels read one row start per entry; fused products need the CPU backend for now.
+      PCC_CHECK(s.child_arity == 1, "CUDA backend: a sum partition of layer ", &l - p.layers.data(),
+                " reads fused products (child_arity ", s.child_arity,
+                "), which only the CPU backend runs so far; compile with fuse_products off");
       const int64_t entries = s.num_blocks * s.fanin;
       PCC_CHECK(static_cast<int64_t>(s.out_rows.size()) == s.num_blocks &&
                     static_cast<int64_t>(s.child_rows.size()) == entries &&
