@@ -1,6 +1,7 @@
 // Internal: the compiler's passes and the intermediate results they hand to each other.
 // The pipeline (pipeline.cpp) runs them in order: verify -> layerize -> partition_blocks -> plan_memory
-// -> reuse_rows (unless CompileOptions::reuse_rows is off).
+// -> fuse_products (if CompileOptions::fuse_products) -> reuse_rows (unless CompileOptions::reuse_rows
+// is off).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -67,6 +68,7 @@ Layering layerize(const Circuit& c);
 Partitioning partition_blocks(const Circuit& c, const Layering& l, int64_t block_size,
                               int64_t max_partitions);
 Plan plan_memory(const Circuit& c, const Partitioning& p, int64_t category_major_cats);
+Plan fuse_products(const Plan& p, int64_t max_input_rows);
 Plan reuse_rows(const Plan& p, int64_t chunk_input_rows);
 
 // Block pattern of one sum vector (block_pattern.cpp); block_size 0 = choose from the shape.

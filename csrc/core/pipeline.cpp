@@ -1,14 +1,16 @@
 // The compiler pipeline: a straight list of passes, each able to dump its result (--dump-after).
 #include "pcc/compiler.h"
 
+#include <cstdint>
+
 #include "core/passes.h"
 #include "pcc/error.h"
 
 namespace pcc {
 
 const std::vector<std::string>& pass_names() {
-  static const std::vector<std::string> names = {"verify", "layerize", "partition_blocks", "plan_memory",
-                                                   "reuse_rows"};
+  static const std::vector<std::string> names = {"verify",      "layerize",      "partition_blocks",
+                                                   "plan_memory", "fuse_products", "reuse_rows"};
   return names;
 }
 
@@ -18,7 +20,7 @@ Plan compile(const Circuit& c, const CompileOptions& o, std::ostream* dump) {
     bool known = false;
     for (const auto& n : pass_names()) known = known || n == after;
     PCC_CHECK(known, "unknown pass '", after,
-              "' (passes: verify, layerize, partition_blocks, plan_memory, reuse_rows)");
+              "' (passes: verify, layerize, partition_blocks, plan_memory, fuse_products, reuse_rows)");
     PCC_CHECK(dump != nullptr, "internal error: dump_after without an output stream");
   }
   PCC_CHECK(o.category_major_cats >= -1, "compile: category_major_cats must be >= -1, got ",
@@ -31,6 +33,9 @@ Plan compile(const Circuit& c, const CompileOptions& o, std::ostream* dump) {
   if (after == "partition_blocks") *dump << dump_partitioning(c, parts);
   Plan plan = plan_memory(c, parts, o.category_major_cats);
   if (after == "plan_memory") *dump << dump_plan(plan);
+  // Without reuse_rows every input keeps its rows anyway, so a sum may read any number of them.
+  if (o.fuse_products) plan = fuse_products(plan, o.reuse_rows ? o.chunk_input_rows : INT64_MAX);
+  if (after == "fuse_products") *dump << dump_plan(plan);
   if (o.reuse_rows) plan = reuse_rows(plan, o.chunk_input_rows);
   if (after == "reuse_rows") *dump << dump_plan(plan);
   validate_plan(plan);  // the structural promises every backend relies on, checked once here

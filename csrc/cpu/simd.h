@@ -1,6 +1,6 @@
 // 8-lane float vector helpers shared by the sum layer's forward (sum.cpp) and backward
 // (sum_backward.cpp): GCC/Clang vector types, Cephes exp/log on 8 lanes, an aligned grow-only
-// buffer, and tile loads. Everything is always-inlined, so each target_clones variant of a caller
+// buffer, and tile loads (of rows, and of child blocks that are fused products). Everything is always-inlined, so each target_clones variant of a caller
 // gets its own AVX-512 / AVX2 / baseline code.
 #pragma once
 #include <algorithm>
@@ -135,6 +135,28 @@ PCC_INLINE v8f load_part(const float* row, int cols, float fill) {
   float tmp[8];
   for (int l = 0; l < 8; ++l) tmp[l] = l < cols ? row[l] : fill;
   return loadu(tmp);
+}
+
+// Row c of a sum's child block whose row starts are st[0 .. A) (plan.h: a fused product when A > 1;
+// starts past the first may be -1), columns t0 .. t0 + cols, into v (-inf past cols).
+PCC_INLINE void load_child(v8f* v, const float* values, int64_t batch, int64_t t0, int cols, const int64_t* st,
+                           int64_t A, int64_t c, float* tmp) {
+  load_tile(v, values + (st[0] + c) * batch + t0, cols, kNegInf, tmp);
+  for (int64_t a = 1; a < A; ++a) {
+    if (st[a] < 0) continue;
+    v8f u[kTV];
+    load_tile(u, values + (st[a] + c) * batch + t0, cols, kNegInf, tmp);
+    for (int j = 0; j < kTV; ++j) v[j] += u[j];
+  }
+}
+
+// The same for one vector of ncols (<= 8) columns from col.
+PCC_INLINE v8f load_child_part(const float* values, int64_t batch, int64_t col, int ncols, const int64_t* st,
+                               int64_t A, int64_t c) {
+  v8f v = load_part(values + (st[0] + c) * batch + col, ncols, kNegInf);
+  for (int64_t a = 1; a < A; ++a)
+    if (st[a] >= 0) v += load_part(values + (st[a] + c) * batch + col, ncols, kNegInf);
+  return v;
 }
 
 // Stores lanes [0, cols) (cols <= 8) of v.

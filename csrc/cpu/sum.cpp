@@ -11,6 +11,9 @@
 // share their child list, so consecutive items of one thread reuse the max and E of the previous
 // item instead of recomputing the exponentials (the dominant cost otherwise).
 //
+// A child block of a fused product (child_arity A > 1) is read as the sum of its A row runs, in the
+// three places that read children: the max, E and the exact path.
+//
 // The kernel is compiled for x86-64-v4 / v3 / baseline and picked at load time (target_clones),
 // because the binary must run on machines without AVX2 yet should use AVX/FMA where present.
 #include <algorithm>
@@ -81,12 +84,12 @@ PCC_INLINE void gemm(const SumPartition& s, const float* params, int64_t blk, co
 PCC_INLINE void fill_e(const SumPartition& s, const float* values, int64_t batch, int64_t t0,
                        int cols, const int64_t* child_rows, const int64_t* live, int64_t q0,
                        int64_t q1, const v8f* m, v8f* e, float* tmp) {
-  const int64_t cb = s.child_block_size;
+  const int64_t cb = s.child_block_size, A = s.child_arity;
   for (int64_t q = q0; q < q1; ++q) {
-    const int64_t row0 = child_rows[live[q]];
+    const int64_t* st = child_rows + live[q] * A;
     for (int64_t c = 0; c < cb; ++c) {
       v8f* er = e + ((q - q0) * cb + c) * kTV;
-      load_tile(er, values + (row0 + c) * batch + t0, cols, kNegInf, tmp);
+      load_child(er, values, batch, t0, cols, st, A, c, tmp);
       for (int j = 0; j < kTV; ++j) er[j] = exp8(er[j] - m[j]);
     }
   }
@@ -105,17 +108,16 @@ PCC_INLINE void exact_lanes(const SumPartition& s, const float* params, const fl
                             const int64_t* live, int64_t nlive, int64_t col, int ncols, const v8i& bad,
                             v8f& res) {
   if (ncols <= 0) return;  // nothing of this vector is stored
-  const int64_t cb = s.child_block_size, fanin = s.fanin;
+  const int64_t cb = s.child_block_size, fanin = s.fanin, A = s.child_arity;
   v8f mr = splat(kNegInf);
   bool any_w = false;
   for (int64_t q = 0; q < nlive; ++q) {
     const int64_t k = live[q];
     const float* w = params + s.weight_offsets[blk * fanin + k] + r * cb;
-    const float* vrow = values + crow[k] * batch + col;
     for (int64_t c = 0; c < cb; ++c) {
       if (w[c] == 0.0f) continue;
       any_w = true;
-      const v8f v = load_part(vrow + c * batch, ncols, kNegInf);
+      const v8f v = load_child_part(values, batch, col, ncols, crow + k * A, A, c);
       mr = v > mr ? v : mr;
     }
   }
@@ -128,10 +130,9 @@ PCC_INLINE void exact_lanes(const SumPartition& s, const float* params, const fl
     for (int64_t q = 0; q < nlive; ++q) {
       const int64_t k = live[q];
       const float* w = params + s.weight_offsets[blk * fanin + k] + r * cb;
-      const float* vrow = values + crow[k] * batch + col;
       for (int64_t c = 0; c < cb; ++c) {
         if (w[c] == 0.0f) continue;
-        a += w[c] * exp8(load_part(vrow + c * batch, ncols, kNegInf) - sh);
+        a += w[c] * exp8(load_child_part(values, batch, col, ncols, crow + k * A, A, c) - sh);
       }
     }
   }
@@ -143,6 +144,7 @@ PCC_CPU_CLONES
 void sum_items(const SumPartition& s, const float* params, float* values, int64_t batch,
                int64_t begin, int64_t end, Scratch& sc) {
   const int64_t nb = s.num_blocks, fanin = s.fanin, cb = s.child_block_size, b = s.block_size;
+  const int64_t A = s.child_arity, entry_rows = fanin * A;  // child_rows per block
   sc.m.resize(kTV);
   sc.acc.resize(b * kTV);
   sc.live.reserve(fanin);
@@ -155,19 +157,19 @@ void sum_items(const SumPartition& s, const float* params, float* values, int64_
     const int64_t tile = item / nb, blk = item % nb;
     const int64_t t0 = tile * kTile;
     const int cols = static_cast<int>(std::min<int64_t>(kTile, batch - t0));
-    const int64_t* crow = s.child_rows.data() + blk * fanin;
+    const int64_t* crow = s.child_rows.data() + blk * entry_rows;
 
     const bool reuse = cached_tile == tile &&
-                       std::equal(crow, crow + fanin, s.child_rows.data() + cached_blk * fanin);
+                       std::equal(crow, crow + entry_rows, s.child_rows.data() + cached_blk * entry_rows);
     if (!reuse) {
       sc.live.clear();
       for (int64_t k = 0; k < fanin; ++k)
-        if (crow[k] >= 0) sc.live.push_back(k);
+        if (crow[k * A] >= 0) sc.live.push_back(k);
       for (int j = 0; j < kTV; ++j) m[j] = splat(kNegInf);
       v8f v[kTV];
       for (int64_t k : sc.live)
         for (int64_t c = 0; c < cb; ++c) {
-          load_tile(v, values + (crow[k] + c) * batch + t0, cols, kNegInf, sc.tmp);
+          load_child(v, values, batch, t0, cols, crow + k * A, A, c, sc.tmp);
           for (int j = 0; j < kTV; ++j) m[j] = v[j] > m[j] ? v[j] : m[j];
         }
       // All children -inf: shift by 0 instead, so exp gives 0 and the output log 0 = -inf.

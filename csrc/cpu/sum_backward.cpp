@@ -17,7 +17,9 @@
 //    that share a weight matrix (tied vectors; connected by shared weight offsets), walking each
 //    block's columns in order.
 // Both keep the shift and E of the previous block when the next block reads the same child blocks
-// (blocks of a dense vector), as the forward does.
+// (blocks of a dense vector), as the forward does. A child block that is a fused product
+// (child_arity > 1) has the sum of its A rows as its value, and its flow goes to each of them (the
+// product's backward); pass 1 still owns columns, so those adds race with nothing.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -56,25 +58,24 @@ struct Panel {
   // Returns false when no row of the block has flow in these columns (then nothing else is set up).
   bool prepare(const SumPartition& s, const float* values, const float* flows, int64_t batch,
                int64_t blk, int64_t u0_, int64_t nv_) {
-    const int64_t fanin = s.fanin, cb = s.child_block_size, b = s.block_size;
-    const int64_t* crow = s.child_rows.data() + blk * fanin;
+    const int64_t fanin = s.fanin, cb = s.child_block_size, b = s.block_size, ar = s.child_arity;
+    const int64_t* crow = s.child_rows.data() + blk * fanin * ar;
     const bool same = cached_blk >= 0 && u0 == u0_ && nv == nv_ &&
-                      std::equal(crow, crow + fanin, s.child_rows.data() + cached_blk * fanin);
+                      std::equal(crow, crow + fanin * ar, s.child_rows.data() + cached_blk * fanin * ar);
     u0 = u0_;
     nv = nv_;
     if (!same) {
       live.clear();
       for (int64_t k = 0; k < fanin; ++k)
-        if (crow[k] >= 0 && s.weight_offsets[blk * fanin + k] >= 0) live.push_back(k);
+        if (crow[k * ar] >= 0 && s.weight_offsets[blk * fanin + k] >= 0) live.push_back(k);
       m.resize(nv);
       v8f* M = m.data();
       for (int64_t j = 0; j < nv; ++j) M[j] = splat(kNegInf);
       for (int64_t k : live)
         for (int64_t c = 0; c < cb; ++c) {
-          const float* row = values + (crow[k] + c) * batch;
           for (int64_t j = 0; j < nv; ++j) {
             const int64_t col = 8 * (u0 + j);
-            const v8f v = load_part(row + col, static_cast<int>(batch - col), kNegInf);
+            const v8f v = load_child_part(values, batch, col, static_cast<int>(batch - col), crow + k * ar, ar, c);
             M[j] = v > M[j] ? v : M[j];
           }
         }
@@ -119,18 +120,18 @@ struct Panel {
 
   void ensure_e(const SumPartition& s, const float* values, int64_t batch, int64_t blk) {
     if (e_ready) return;
-    const int64_t cb = s.child_block_size;
-    const int64_t* crow = s.child_rows.data() + blk * s.fanin;
+    const int64_t cb = s.child_block_size, A = s.child_arity;
+    const int64_t* crow = s.child_rows.data() + blk * s.fanin * A;
     e.resize(std::max<int64_t>(1, static_cast<int64_t>(live.size()) * cb * nv));
     const v8f* M = m.data();
     v8f* E = e.data();
     for (size_t q = 0; q < live.size(); ++q)
       for (int64_t c = 0; c < cb; ++c) {
-        const float* row = values + (crow[live[q]] + c) * batch;
+        const int64_t* st = crow + live[q] * A;
         v8f* er = E + (q * cb + c) * nv;
         for (int64_t j = 0; j < nv; ++j) {
           const int64_t col = 8 * (u0 + j);
-          er[j] = exp8(load_part(row + col, static_cast<int>(batch - col), kNegInf) - M[j]);
+          er[j] = exp8(load_child_part(values, batch, col, static_cast<int>(batch - col), st, A, c) - M[j]);
         }
       }
     e_ready = true;
@@ -148,8 +149,8 @@ int64_t chunk_vectors(const SumPartition& s, int64_t nlive, int64_t nv) {
 void slow_vector(const SumPartition& s, const float* params, const float* values, float* flows,
                  float* param_flows, int64_t batch, int64_t blk, const std::vector<int64_t>& live,
                  int64_t col0, bool node_flows) {
-  const int64_t b = s.block_size, cb = s.child_block_size, fanin = s.fanin;
-  const int64_t* crow = s.child_rows.data() + blk * fanin;
+  const int64_t b = s.block_size, cb = s.child_block_size, fanin = s.fanin, A = s.child_arity;
+  const int64_t* crow = s.child_rows.data() + blk * fanin * A;
   const int64_t* woff = s.weight_offsets.data() + blk * fanin;
   for (int64_t r = 0; r < b; ++r) {
     const int64_t prow = s.out_rows[blk] + r;
@@ -158,16 +159,21 @@ void slow_vector(const SumPartition& s, const float* params, const float* values
       if (f == 0.0f || !(vr > kNegInf)) continue;
       for (int64_t k : live) {
         const float* w = params + woff[k] + r * cb;
+        const int64_t* st = crow + k * A;
         for (int64_t c = 0; c < cb; ++c) {
           if (!(w[c] > 0.0f)) continue;
-          const float vc = values[(crow[k] + c) * batch + t];
+          float vc = values[(st[0] + c) * batch + t];  // as load_child_part, in float
+          for (int64_t a = 1; a < A; ++a)
+            if (st[a] >= 0) vc += values[(st[a] + c) * batch + t];
           if (!(vc > kNegInf)) continue;
           const float term =
               static_cast<float>(double(f) * std::exp(std::log(double(w[c])) + double(vc) - double(vr)));
-          if (node_flows)
-            flows[(crow[k] + c) * batch + t] += term;
-          else
+          if (!node_flows) {
             param_flows[woff[k] + r * cb + c] += term;
+            continue;
+          }
+          for (int64_t a = 0; a < A; ++a)
+            if (st[a] >= 0) flows[(st[a] + c) * batch + t] += term;
         }
       }
     }
@@ -177,9 +183,10 @@ void slow_vector(const SumPartition& s, const float* params, const float* values
 // ---- pass 1: node flows ------------------------------------------------------------------------
 
 // F[c0 + i, vectors j0 + j] += E * sum_r W[r, c0 + i] A[r, j0 + j] for CR child rows x TV vectors.
+// frow[i * na + a]: the na flow rows child row c0 + i adds to (a fused product's children).
 template <int CR, int TV>
 PCC_INLINE void h_tile(const float* w, int64_t b, int64_t cb, int64_t c0, const v8f* A, const v8f* E,
-                       int64_t nv, int64_t j0, float* const* frow, int64_t col0, int64_t batch) {
+                       int64_t nv, int64_t j0, float* const* frow, int na, int64_t col0, int64_t batch) {
   v8f acc[CR][TV];
   for (int i = 0; i < CR; ++i)
     for (int j = 0; j < TV; ++j) acc[i][j] = splat(0.0f);
@@ -195,49 +202,70 @@ PCC_INLINE void h_tile(const float* w, int64_t b, int64_t cb, int64_t c0, const 
     for (int j = 0; j < TV; ++j) {
       const int64_t col = col0 + 8 * (j0 + j);
       const int cols = static_cast<int>(std::min<int64_t>(8, batch - col));
-      float* out = frow[i] + col;
       const v8f add = E[(c0 + i) * nv + j0 + j] * acc[i][j];
-      store_part(out, load_part(out, cols, 0.0f) + add, cols);
+      for (int a = 0; a < na; ++a) {
+        float* out = frow[i * na + a] + col;
+        store_part(out, load_part(out, cols, 0.0f) + add, cols);
+      }
     }
 }
 
+// Child rows c0 .. c0 + CR of the child block with row starts st[0 .. arity) (-1 past the first: none).
 template <int CR>
 PCC_INLINE void h_rows(const float* w, int64_t b, int64_t cb, int64_t c0, const v8f* A, const v8f* E,
-                       int64_t nv, float* flows, int64_t row0, int64_t col0, int64_t batch) {
-  float* frow[CR];
-  for (int i = 0; i < CR; ++i) frow[i] = flows + (row0 + c0 + i) * batch;
+                       int64_t nv, float* flows, const int64_t* st, int64_t arity, int64_t col0,
+                       int64_t batch) {
+  constexpr int kMaxRows = CR * 8;  // up to 8 starts per child block without a heap buffer
+  float* small[kMaxRows];
+  std::vector<float*> big;
+  float** frow = small;
+  if (arity > 8) {
+    big.resize(CR * arity);
+    frow = big.data();
+  }
+  int na = 0;
+  for (int64_t a = 0; a < arity; ++a) {
+    if (st[a] < 0) continue;
+    for (int i = 0; i < CR; ++i) frow[i * arity + na] = flows + (st[a] + c0 + i) * batch;
+    ++na;
+  }
+  // Compact to stride na (the rows of child row i are frow[i * na .. i * na + na)).
+  if (na != arity)
+    for (int i = 1; i < CR; ++i)
+      for (int a = 0; a < na; ++a) frow[i * na + a] = frow[i * arity + a];
   int64_t j0 = 0;
-  for (; j0 + 3 <= nv; j0 += 3) h_tile<CR, 3>(w, b, cb, c0, A, E, nv, j0, frow, col0, batch);
-  for (; j0 < nv; ++j0) h_tile<CR, 1>(w, b, cb, c0, A, E, nv, j0, frow, col0, batch);
+  for (; j0 + 3 <= nv; j0 += 3) h_tile<CR, 3>(w, b, cb, c0, A, E, nv, j0, frow, na, col0, batch);
+  for (; j0 < nv; ++j0) h_tile<CR, 1>(w, b, cb, c0, A, E, nv, j0, frow, na, col0, batch);
 }
 
 PCC_CPU_CLONES
 void node_flow_range(const SumPartition& s, const float* params, const float* values, float* flows,
                      int64_t batch, int64_t ubegin, int64_t uend, Panel& pn) {
-  const int64_t b = s.block_size, cb = s.child_block_size, fanin = s.fanin;
+  const int64_t b = s.block_size, cb = s.child_block_size, fanin = s.fanin, A = s.child_arity;
   pn.reset();
   for (int64_t blk = 0; blk < s.num_blocks; ++blk) {
     int64_t nlive = 0;
     for (int64_t k = 0; k < fanin; ++k)
-      nlive += s.child_rows[blk * fanin + k] >= 0 && s.weight_offsets[blk * fanin + k] >= 0;
+      nlive += s.child_rows[(blk * fanin + k) * A] >= 0 && s.weight_offsets[blk * fanin + k] >= 0;
     if (nlive == 0) continue;
     const int64_t step = chunk_vectors(s, nlive, uend - ubegin);
     if (step < uend - ubegin) pn.reset();  // chunks of this block replace each other's E
     for (int64_t u0 = ubegin; u0 < uend; u0 += step) {
       const int64_t nv = std::min(step, uend - u0);
       const bool any = pn.prepare(s, values, flows, batch, blk, u0, nv);
-      const int64_t* crow = s.child_rows.data() + blk * fanin;
+      const int64_t* crow = s.child_rows.data() + blk * fanin * A;
       const int64_t* woff = s.weight_offsets.data() + blk * fanin;
       if (any) pn.ensure_e(s, values, batch, blk);
-      const v8f* A = pn.a.data();
+      const v8f* Am = pn.a.data();
       for (size_t q = 0; any && q < pn.live.size(); ++q) {
         const int64_t k = pn.live[q];
         const float* w = params + woff[k];
         const v8f* E = pn.e.data() + q * cb * nv;
         const int64_t col0 = 8 * u0;
+        const int64_t* st = crow + k * A;
         int64_t c0 = 0;
-        for (; c0 + 4 <= cb; c0 += 4) h_rows<4>(w, b, cb, c0, A, E, nv, flows, crow[k], col0, batch);
-        for (; c0 < cb; ++c0) h_rows<1>(w, b, cb, c0, A, E, nv, flows, crow[k], col0, batch);
+        for (; c0 + 4 <= cb; c0 += 4) h_rows<4>(w, b, cb, c0, Am, E, nv, flows, st, A, col0, batch);
+        for (; c0 < cb; ++c0) h_rows<1>(w, b, cb, c0, Am, E, nv, flows, st, A, col0, batch);
       }
       for (int64_t j = 0; j < nv; ++j)
         if (pn.slow[j])
@@ -293,7 +321,7 @@ void param_flow_blocks(const SumPartition& s, const float* params, const float* 
     const int64_t blk = blocks[bi];
     int64_t nlive = 0;
     for (int64_t k = 0; k < fanin; ++k)
-      nlive += s.child_rows[blk * fanin + k] >= 0 && s.weight_offsets[blk * fanin + k] >= 0;
+      nlive += s.child_rows[(blk * fanin + k) * s.child_arity] >= 0 && s.weight_offsets[blk * fanin + k] >= 0;
     if (nlive == 0) continue;
     const int64_t step = chunk_vectors(s, nlive, nvec);
     if (step < nvec) pn.reset();

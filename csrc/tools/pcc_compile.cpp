@@ -20,7 +20,7 @@ constexpr int kInternalError = 1;
 
 void usage(std::ostream& out) {
   out << "usage: pcc-compile IN.pcir [-o OUT.pcplan] [--block-size=N] [--max-partitions=N]\n"
-         "                   [--category-major-cats=N] [--dump-after=PASS] [--quiet]\n"
+         "                   [--category-major-cats=N] [--fuse-products] [--dump-after=PASS] [--quiet]\n"
          "       pcc-compile --report PLAN.pcplan\n"
          "\n"
          "Compiles a circuit into an execution plan and prints the compile report.\n"
@@ -30,6 +30,8 @@ void usage(std::ostream& out) {
          "  --category-major-cats=N\n"
          "                         store categorical inputs with more than N categories category-major\n"
          "                         (default 512; 0: all, -1: none)\n"
+         "  --fuse-products        compute element-wise products of sums inside the sums that read them\n"
+         "                         (no rows for their values; the CPU backend runs such plans, CUDA not yet)\n"
          "  --dump-after=PASS      print the result of PASS to stdout; passes:";
   for (const auto& n : pcc::pass_names()) out << ' ' << n;
   out << "\n"
@@ -88,6 +90,9 @@ Args parse_args(int argc, char** argv) {
       a.options.max_partitions = parse_int(arg, take());
     } else if (arg == "--category-major-cats") {
       a.options.category_major_cats = parse_int(arg, take(), -1);
+    } else if (arg == "--fuse-products") {
+      no_value();
+      a.options.fuse_products = true;
     } else if (arg == "--dump-after") {
       a.options.dump_after = take();
       bool known = false;
@@ -118,7 +123,7 @@ Args parse_args(int argc, char** argv) {
     PCC_CHECK(a.output.empty() && o.dump_after.empty() && o.block_size == d.block_size &&
                   o.max_partitions == d.max_partitions && o.reuse_rows == d.reuse_rows &&
                   o.chunk_input_rows == d.chunk_input_rows && o.category_major_cats == d.category_major_cats &&
-                  !a.quiet,
+                  o.fuse_products == d.fuse_products && !a.quiet,
               "--report takes only a .pcplan file (compile options apply when compiling a circuit)");
   }
   return a;

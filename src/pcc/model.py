@@ -403,7 +403,7 @@ class _NoCtx:
 
 
 def compile(root, block_size=None, device="cpu", precision="tf32", max_partitions=4, reuse_rows=True,
-            chunk_input_rows=16384, category_major_cats=512):
+            chunk_input_rows=16384, category_major_cats=512, fuse_products=False):
     """Compile the circuit rooted at node vector `root` into a `TensorCircuit` on `device`.
 
     `block_size`: power-of-two upper bound for the node blocks of sum layers (None: chosen per layer
@@ -419,6 +419,9 @@ def compile(root, block_size=None, device="cpu", precision="tf32", max_partition
     `set_params`, `to_circuit` and `.pcir` files keep the circuit's order; `state_dict` holds the
     compiled buffer, like the block layout of sum weights, so load it into a model compiled with the
     same options (one compiled into another layout refuses it).
+    `fuse_products`: element-wise products of sum vectors (PD's, HCLT's, HMM's) are computed inside
+    the sums that read them and take no workspace rows (less memory). The CPU backend runs such
+    models; the CUDA backend does not yet and raises `pcc.Error`.
     Raises `pcc.Error` if the circuit is invalid.
     """
     try:
@@ -436,6 +439,8 @@ def compile(root, block_size=None, device="cpu", precision="tf32", max_partition
     if isinstance(category_major_cats, bool) or not isinstance(category_major_cats, int) \
             or category_major_cats < -1:
         raise Error(f"category_major_cats: expected an integer >= -1, got {category_major_cats!r}")
+    if not isinstance(fuse_products, bool):
+        raise Error(f"fuse_products: expected True or False, got {fuse_products!r}")
     if block_size is not None:
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1 \
                 or block_size & (block_size - 1):
@@ -443,5 +448,5 @@ def compile(root, block_size=None, device="cpu", precision="tf32", max_partition
     group_ids = {}
     plan = _C.compile(to_ir(root, group_ids), block_size=block_size or 0, max_partitions=max_partitions,
                       reuse_rows=bool(reuse_rows), chunk_input_rows=chunk_input_rows,
-                      category_major_cats=category_major_cats)
+                      category_major_cats=category_major_cats, fuse_products=fuse_products)
     return TensorCircuit(root, plan, group_ids, device, precision)
