@@ -38,6 +38,7 @@ void bind_compile(py::module_& m) {
              d["sum_edges_padded"] = s.sum_edges_padded;
              d["product_edges_real"] = s.product_edges_real;
              d["product_edges_padded"] = s.product_edges_padded;
+             d["fused_product_edges"] = s.fused_product_edges;
              d["flops_per_sample"] = s.flops_per_sample;
              d["bytes_per_sample"] = s.bytes_per_sample;
              d["value_bytes_per_sample"] = s.value_bytes_per_sample;

@@ -177,7 +177,12 @@ int main() {
     CHECK(dump_plan(tiny_plan()).find("sum b=1 cb=2 fanin=1 blocks=1 out=[7] children=[5] weights=[8]") != std::string::npos);
     CHECK(plan_report(p).find("x fan-in 1, fused products of 2") != std::string::npos);
     CHECK(plan_report(tiny_plan()).find("fused") == std::string::npos);
-    CHECK_EQ(summarize(p).product_edges_padded, summarize(tiny_plan()).product_edges_padded + 4);
+    CHECK_EQ(summarize(p).product_edges_padded, summarize(tiny_plan()).product_edges_padded);
+    CHECK_EQ(summarize(p).fused_product_edges, 0);  // one start present: a plain child
+    p.layers[2].sums[0].child_rows = {5, 3};
+    CHECK_EQ(summarize(p).fused_product_edges, 4);  // 2 starts x 2 rows
+    CHECK(plan_report(p).find(" stored + 4 fused\n") != std::string::npos);
+    p.layers[2].sums[0].child_rows = {5, -1};
     p.layers[2].sums[0].child_arity = 64;  // the largest accepted
     p.layers[2].sums[0].child_rows.resize(64, -1);
     validate_plan(p);

@@ -146,7 +146,8 @@ struct PlanSummary {
   int64_t layers = 0, input_groups = 0, product_partitions = 0, sum_partitions = 0;
   int64_t sum_blocks = 0;
   int64_t sum_edges_real = 0, sum_edges_padded = 0;          // node-level multiply-adds
-  int64_t product_edges_real = 0, product_edges_padded = 0;
+  int64_t product_edges_real = 0, product_edges_padded = 0;  // padded: of stored products
+  int64_t fused_product_edges = 0;  // of fused products, once per sum block entry that reads one
   int64_t flops_per_sample = 0, bytes_per_sample = 0;
   int64_t value_bytes_per_sample = 0, param_bytes = 0;
 };
