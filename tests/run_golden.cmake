@@ -1,7 +1,8 @@
 # ctest driver for tests/golden: for every NAME.pcir, the output of
 # `pcc-compile NAME.pcir --quiet --dump-after=PASS` must equal NAME.PASS.txt for each such file, and
 # NAME.report.txt holds the plain report. Also checks that a plan written with -o and read back with
-# --report gives the same report (the .pcplan round trip through the CLI).
+# --report gives the same report (the .pcplan round trip through the CLI). NAME.args, where present,
+# holds compile options added to every compile of NAME (its passes, report and plan).
 # With -DUPDATE=1 the expected files are (re)written for every pass pcc-compile --help lists.
 # Usage: cmake -DPCC_COMPILE=<binary> -DGOLDEN=<dir> -DWORK=<scratch dir> [-DUPDATE=1] -P run_golden.cmake
 foreach(var PCC_COMPILE GOLDEN WORK)
@@ -32,6 +33,12 @@ set(failures "")
 set(checked 0)
 foreach(circuit IN LISTS circuits)
   get_filename_component(name "${circuit}" NAME_WLE)
+  set(options "")
+  if(EXISTS "${GOLDEN}/${name}.args")
+    file(READ "${GOLDEN}/${name}.args" options)
+    string(STRIP "${options}" options)
+    separate_arguments(options UNIX_COMMAND "${options}")
+  endif()
   if(NOT UPDATE)
     file(GLOB expected RELATIVE "${GOLDEN}" "${GOLDEN}/${name}.*.txt")
     set(passes "")
@@ -45,9 +52,9 @@ foreach(circuit IN LISTS circuits)
   endif()
   foreach(pass IN LISTS passes)
     if(pass STREQUAL "report")
-      set(args "${circuit}")
+      set(args "${circuit}" ${options})
     else()
-      set(args "${circuit}" --quiet --dump-after=${pass})
+      set(args "${circuit}" ${options} --quiet --dump-after=${pass})
     endif()
     execute_process(COMMAND "${PCC_COMPILE}" ${args} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
     set(expected_file "${GOLDEN}/${name}.${pass}.txt")
@@ -69,7 +76,7 @@ foreach(circuit IN LISTS circuits)
 
   # The report of the written plan, read back, equals the report printed while compiling.
   set(plan "${WORK}/${name}.pcplan")
-  execute_process(COMMAND "${PCC_COMPILE}" "${circuit}" -o "${plan}" RESULT_VARIABLE rc1 OUTPUT_VARIABLE r1 ERROR_VARIABLE e1)
+  execute_process(COMMAND "${PCC_COMPILE}" "${circuit}" ${options} -o "${plan}" RESULT_VARIABLE rc1 OUTPUT_VARIABLE r1 ERROR_VARIABLE e1)
   execute_process(COMMAND "${PCC_COMPILE}" --report "${plan}" RESULT_VARIABLE rc2 OUTPUT_VARIABLE r2 ERROR_VARIABLE e2)
   if(NOT rc1 STREQUAL "0" OR NOT rc2 STREQUAL "0" OR NOT r1 STREQUAL r2)
     list(APPEND failures "${name}: report of the plan read back differs (${rc1} ${rc2}: ${e1}${e2})")

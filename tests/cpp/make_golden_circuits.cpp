@@ -1,5 +1,5 @@
 // Generates the inputs of tests/golden: a few small valid circuits covering every vector kind,
-// distribution, sum form, product edges, tying and a multi-node root. Run once and commit:
+// distribution, sum form, product edges, tying, a multi-node root and fused products. Run once and commit:
 //   build/ir/tests/make_golden_circuits tests/golden
 // then regenerate the expected dumps with the update_golden target and review them.
 #include <cstdio>
@@ -62,6 +62,15 @@ int main(int argc, char** argv) {
   write_circuit(tiny_circuit(), dir + "/issue_example.pcir");
   write_circuit(sparse_products(), dir + "/sparse_products.pcir");
   write_circuit(block_tied(), dir + "/block_tied.pcir");
-  std::printf("wrote 3 circuits to %s\n", dir.c_str());
+  // The same circuit compiled with fused products (NAME.args: options run_golden.cmake passes on).
+  write_circuit(block_tied(), dir + "/block_tied_fused.pcir");
+  if (std::FILE* f = std::fopen((dir + "/block_tied_fused.args").c_str(), "w")) {
+    std::fputs("--fuse-products\n", f);
+    std::fclose(f);
+  } else {
+    std::fprintf(stderr, "cannot write %s/block_tied_fused.args\n", dir.c_str());
+    return 1;
+  }
+  std::printf("wrote 4 circuits to %s\n", dir.c_str());
   return 0;
 }
