@@ -570,11 +570,31 @@ class Reuse {
     // zero (its rows are shared), or its backward would pass another vector's flows on.
     // A family's inputs are also recomputed right before their run's backward: the run's products
     // add their flows into the shared rows, which the previous run's input backward left full.
+    // A product recomputed before a later reader's backward needs its family inputs there too: the
+    // family's region holds another run's inputs by then (the last run recomputed). The lists sort by
+    // layer, and runs alternate input and product layers, so each run's inputs come right before its
+    // products and after the earlier runs' products.
     for (const Bundle& b : bundles_) {
       q.layers[b.last].recompute.push_back({b.new_layer, b.new_part});
       if (b.family >= 0) q.layers[new_index_[atoms_[b.atoms[0]].first]].recompute.push_back({b.new_layer, b.new_part});
+      if (atoms_[b.atoms[0]].input) continue;
+      for (int64_t ai : b.atoms) {
+        const Atom& a = atoms_[ai];
+        const ProductPartition& src = p_.layers[a.layer].products[a.part];
+        for (int64_t r = a.begin; r < a.end; ++r)
+          for (int64_t k = 0; k < src.fanin; ++k) {
+            const int64_t c = src.child_rows[(r - src.row_start) * src.fanin + k];
+            const int64_t ca = c < 0 ? -1 : atom_of_row_[c];
+            if (ca < 0 || atoms_[ca].family < 0 || bundle_of_atom_[ca] < 0) continue;
+            const Bundle& fb = bundles_[bundle_of_atom_[ca]];
+            q.layers[b.last].recompute.push_back({fb.new_layer, fb.new_part});
+          }
+      }
     }
-    for (Layer& l : q.layers) std::sort(l.recompute.begin(), l.recompute.end());
+    for (Layer& l : q.layers) {
+      std::sort(l.recompute.begin(), l.recompute.end());
+      l.recompute.erase(std::unique(l.recompute.begin(), l.recompute.end()), l.recompute.end());
+    }
     return q;
   }
 

@@ -326,6 +326,23 @@ def test_second_backward_over_one_forward_refuses():
         ll.backward()
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_input_runs_of_random_circuits_learn_as_the_reference(data):
+    # Tiny chunk_input_rows split random circuits' product layers into runs whose products different
+    # layers read: a run's product recomputed for its reader needs that run's inputs back in the
+    # shared region (the other runs' inputs sit there by then).
+    root = data.draw(random_circuits())
+    x, missing = data.draw(random_inputs(root, max_batch=8))
+    a = data.draw(st.sampled_from([0.1, 2.0]))
+    model = pcc.compile(root, chunk_input_rows=data.draw(st.sampled_from([1, 2, 3, 5])))
+    before = {v: model.get_params(v) for v in learnable(root)}
+    model.zero_flows()
+    model(x, missing).sum().backward()
+    model.em_step(step_size=1.0, pseudocount=a)
+    assert_params_close(model, expected_em_step(root, x, missing, 1.0, a, before))
+
+
 def test_input_runs_change_rows_not_results():
     # PD's first product layer reads every input vector: in pieces of about 512 input rows (inputs
     # computed right before each piece, sharing rows) the plan is smaller and learns the same.
