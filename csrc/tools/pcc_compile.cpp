@@ -20,7 +20,8 @@ constexpr int kInternalError = 1;
 
 void usage(std::ostream& out) {
   out << "usage: pcc-compile IN.pcir [-o OUT.pcplan] [--block-size=N] [--max-partitions=N]\n"
-         "                   [--category-major-cats=N] [--fuse-products] [--dump-after=PASS] [--quiet]\n"
+         "                   [--category-major-cats=N] [--fuse-products] [--chunk-input-rows=N]\n"
+         "                   [--dump-after=PASS] [--quiet]\n"
          "       pcc-compile --report PLAN.pcplan\n"
          "\n"
          "Compiles a circuit into an execution plan and prints the compile report.\n"
@@ -32,6 +33,8 @@ void usage(std::ostream& out) {
          "                         (default 512; 0: all, -1: none)\n"
          "  --fuse-products        compute element-wise products of sums inside the sums that read them\n"
          "                         (no rows for their values; the CPU backend runs such plans, CUDA not yet)\n"
+         "  --chunk-input-rows=N   a product layer reading more input rows than N runs in pieces, each\n"
+         "                         right after its own inputs (default 16384)\n"
          "  --dump-after=PASS      print the result of PASS to stdout; passes:";
   for (const auto& n : pcc::pass_names()) out << ' ' << n;
   out << "\n"
@@ -90,6 +93,8 @@ Args parse_args(int argc, char** argv) {
       a.options.max_partitions = parse_int(arg, take());
     } else if (arg == "--category-major-cats") {
       a.options.category_major_cats = parse_int(arg, take(), -1);
+    } else if (arg == "--chunk-input-rows") {
+      a.options.chunk_input_rows = parse_int(arg, take(), 1);
     } else if (arg == "--fuse-products") {
       no_value();
       a.options.fuse_products = true;

@@ -59,8 +59,9 @@ def test_fused_forward_and_em_match_reference_and_unfused(data):
     x, missing = data.draw(random_inputs(root, max_batch=10))
     block_size = data.draw(st.sampled_from([None, 1, 4]))
     reuse = data.draw(st.booleans())
-    fused = pcc.compile(root, block_size=block_size, reuse_rows=reuse, fuse_products=True)
-    plain = pcc.compile(root, block_size=block_size, reuse_rows=reuse)
+    chunk = data.draw(st.sampled_from([16384, 3]))  # 3: products of inputs mostly stay unfused
+    fused = pcc.compile(root, block_size=block_size, reuse_rows=reuse, chunk_input_rows=chunk, fuse_products=True)
+    plain = pcc.compile(root, block_size=block_size, reuse_rows=reuse, chunk_input_rows=chunk)
     with torch.no_grad():
         got, want = fused(x, missing), plain(x, missing)
     assert_close(got, pcc.reference.log_likelihood(root, x, missing))
