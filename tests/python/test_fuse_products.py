@@ -143,6 +143,14 @@ def test_fused_plan_round_trips_and_the_cli_makes_it(tmp_path):
     assert bad.returncode == 2 and "--report takes only a .pcplan file" in bad.stderr
     taken = cli(str(tmp_path / "c.pcir"), "--fuse-products=1")
     assert taken.returncode == 2 and "takes no value" in taken.stderr
+    # --chunk-input-rows is CompileOptions::chunk_input_rows, as in pcc.compile.
+    runs = cli(str(tmp_path / "c.pcir"), "--chunk-input-rows=2", "-o", str(tmp_path / "runs.pcplan"))
+    assert runs.returncode == 0, runs.stderr
+    assert pcc._C.Plan.load(str(tmp_path / "runs.pcplan")).to_bytes() == \
+        pcc.compile(root, chunk_input_rows=2).plan.to_bytes()
+    zero = cli(str(tmp_path / "c.pcir"), "--chunk-input-rows=0")
+    assert zero.returncode == 2 and "bad value '0' for --chunk-input-rows" in zero.stderr
+    assert cli("--report", str(tmp_path / "cli.pcplan"), "--chunk-input-rows=2").returncode == 2
 
 
 @pytest.mark.parametrize("bad", [1, "yes", None, 0.0])
