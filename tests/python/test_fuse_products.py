@@ -86,7 +86,8 @@ def test_fused_gradients_match_unfused(data):
         model = pcc.compile(root, fuse_products=fuse).requires_grad_(True)
         (-model(x, missing).mean()).backward()
         grads.append(model.log_params.grad.clone())
-    np.testing.assert_allclose(grads[0].numpy(), grads[1].numpy(), rtol=1e-4, atol=1e-5)
+    scale = max(1.0, float(grads[1].abs().max()))  # sums of float32 flows in another order
+    np.testing.assert_allclose(grads[0].numpy(), grads[1].numpy(), rtol=1e-4, atol=1e-5 * scale)
 
 
 def structures():
