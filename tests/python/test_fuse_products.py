@@ -4,8 +4,8 @@ sums that read them (plan.h, SumPartition::child_arity).
 Random circuits (tests/python/circuits.py) and the benchmark structures, fresh every run: the fused
 model against the float64 reference (log-likelihoods 1e-4 x max(1, |ref|), as
 test_compile_vs_reference; EM parameters 1e-4, as test_learning) and against the same circuit
-compiled unfused (log-likelihoods, EM step and gradients within 1e-5 relative: float32, the same
-operations in another order at most). The benchmark structures (PD, HCLT, HMM, RAT-SPN) all have
+compiled unfused (log-likelihoods and EM step within 1e-5 relative, gradients 1e-4 relative or
+1e-5 of the largest: float32, the same operations with some sums in another order). The benchmark structures (PD, HCLT, HMM, RAT-SPN) all have
 element-wise products: compiled fused they have fewer product partitions and no more rows.
 """
 import subprocess
