@@ -7,13 +7,12 @@ between the two (float32; the same operations, some in another order).
 """
 import argparse
 import os
-import statistics
 import tempfile
-import time
 
 import torch
 
 import pcc
+from cpu_compile_forward import median_time  # the same timer
 
 
 def structures():
@@ -29,13 +28,8 @@ def structures():
 
 
 def median_s(fn, reps):
-    fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    fn()  # warm-up
+    return median_time(fn, reps)
 
 
 def main():
