@@ -42,8 +42,9 @@ class _CircuitFunction(torch.autograd.Function):
         params = model._normalized()
         batch = x.shape[0]
         out = torch.empty(batch, model.num_root_nodes, dtype=torch.float32, device=x.device)
-        values = torch.empty(model._plan.num_rows, batch, dtype=torch.float32, device=x.device)
-        model._backend().forward(params, x, missing, values, out, model.precision)
+        backend = model._backend()
+        values = torch.empty(backend.plan.num_rows, batch, dtype=torch.float32, device=x.device)
+        backend.forward(params, x, missing, values, out, model.precision)
         ctx.model = model
         ctx.save_for_backward(x, missing, values, params)
         return out
@@ -84,11 +85,15 @@ class TensorCircuit(nn.Module):
     vector of the circuit, `to_circuit()` returns the circuit with the current parameters.
     """
 
-    def __init__(self, root, plan, group_ids, device="cpu", precision="tf32"):
+    def __init__(self, root, plan, group_ids, device="cpu", precision="tf32", compile_options=None):
         super().__init__()
         self.root = root
         self._plan = plan
         self._group_ids = group_ids
+        # pcc.compile's options: a plan with fused products is compiled again without them for the
+        # CUDA backend, which does not run them yet (same parameter layout, so nothing else changes).
+        self._compile_options = dict(compile_options or {})
+        self._fused = plan.summary()["fused_product_edges"] > 0
         if precision not in PRECISIONS:
             raise Error(f"precision: expected one of {PRECISIONS}, got {precision!r}")
         self.precision = precision  # of the CUDA sum layers' tensor-core products
@@ -242,8 +247,19 @@ class TensorCircuit(nn.Module):
         dev = self.param_flows.device
         b = self._backends.get(dev)
         if b is None:
-            b = self._backends[dev] = backend_for(self._plan, dev)
+            b = self._backends[dev] = backend_for(self._plan_for(dev), dev)
         return b
+
+    def _plan_for(self, device):
+        """The plan a backend on `device` runs: the compiled one, except that the CUDA backend gets
+        the same circuit compiled without fused products (it cannot run them yet)."""
+        if device.type != "cuda" or not self._fused:
+            return self._plan
+        opts = dict(self._compile_options, fuse_products=False)
+        plan = _C.compile(to_ir(self.root, {}), **opts)
+        if plan.param_layout_id != self._plan.param_layout_id:
+            raise Error("internal error: the plan without fused products lays the parameters out differently")
+        return plan
 
     def _normalized(self):
         """The normalized parameters the kernels read: `params` in the EM form; in the gradient form
@@ -419,9 +435,10 @@ def compile(root, block_size=None, device="cpu", precision="tf32", max_partition
     `set_params`, `to_circuit` and `.pcir` files keep the circuit's order; `state_dict` holds the
     compiled buffer, like the block layout of sum weights, so load it into a model compiled with the
     same options (one compiled into another layout refuses it).
-    `fuse_products`: element-wise products of sum vectors (PD's, HCLT's, HMM's) are computed inside
-    the sums that read them and take no workspace rows (less memory). The CPU backend runs such
-    models; the CUDA backend does not yet and raises `pcc.Error`.
+    `fuse_products`: element-wise products (PD's, HCLT's, HMM's) are computed inside the sums that
+    read them and take no workspace rows (less memory, a faster CPU forward). The CPU backend runs
+    such plans; on CUDA the same circuit runs compiled without them for now (the parameter layout is
+    the same, so `state_dict`, `get_params` and the results do not change; `plan` stays the fused one).
     Raises `pcc.Error` if the circuit is invalid.
     """
     try:
@@ -446,7 +463,7 @@ def compile(root, block_size=None, device="cpu", precision="tf32", max_partition
                 or block_size & (block_size - 1):
             raise Error(f"block_size: expected a power of two, got {block_size!r}")
     group_ids = {}
-    plan = _C.compile(to_ir(root, group_ids), block_size=block_size or 0, max_partitions=max_partitions,
-                      reuse_rows=bool(reuse_rows), chunk_input_rows=chunk_input_rows,
-                      category_major_cats=category_major_cats, fuse_products=fuse_products)
-    return TensorCircuit(root, plan, group_ids, device, precision)
+    opts = dict(block_size=block_size or 0, max_partitions=max_partitions, reuse_rows=bool(reuse_rows),
+                chunk_input_rows=chunk_input_rows, category_major_cats=category_major_cats)
+    plan = _C.compile(to_ir(root, group_ids), fuse_products=fuse_products, **opts)
+    return TensorCircuit(root, plan, group_ids, device, precision, compile_options=opts)
