@@ -1,6 +1,6 @@
 """Every compile option at once: random circuits compiled with a random combination of block_size,
-max_partitions, reuse_rows, chunk_input_rows, category_major_cats and fuse_products give the float64
-reference's log-likelihoods (1e-4 x max(1, |ref|)), EM step (1e-4) and gradients (1e-4 x max(1, |g|)).
+max_partitions, reuse_rows, chunk_input_rows, category_major_cats and fuse_products, at batches that
+cross the CPU kernels' tiles (63, 64, 65, 129) or small ones, give the float64 reference's log-likelihoods (1e-4 x max(1, |ref|)), EM step (1e-4) and gradients (1e-4 x max(1, |g|)).
 The options change only how the plan lays the circuit out, never what it computes; each has its own
 tests, and this one looks for the combinations no other test draws (it found the reuse_rows bug of
 split product layers whose runs different layers read).
@@ -29,11 +29,21 @@ def options(draw):
                 fuse_products=draw(st.booleans()))
 
 
+def widen(data, x, missing):
+    """x and missing with rows repeated in a random order up to a batch that crosses the CPU
+    kernels' 64-column tiles and 8-column vectors (or as drawn)."""
+    batch = data.draw(st.sampled_from([None, 63, 64, 65, 129]))
+    if batch is None:
+        return x, missing
+    rows = torch.from_numpy(np.random.default_rng(data.draw(st.integers(0, 2**31))).integers(0, x.shape[0], batch))
+    return x[rows], (None if missing is None else missing[rows])
+
+
 @SETTINGS
 @given(data=st.data())
 def test_any_options_compute_the_reference(data):
     root = data.draw(random_circuits())
-    x, missing = data.draw(random_inputs(root, max_batch=8))
+    x, missing = widen(data, *data.draw(random_inputs(root, max_batch=8)))
     opts = data.draw(options())
     model = pcc.compile(root, **opts)
     with torch.no_grad():
