@@ -26,9 +26,6 @@ constexpr size_t kParamRunBytes = 5 * 8;
 constexpr size_t kStatsFields = 7;
 constexpr uint32_t kCatStrideVersion = 3;  // the first plan version with cat_stride fields
 constexpr uint32_t kChildArityVersion = 4;  // the first plan version with child_arity fields
-// The largest child_arity validate_plan accepts: fused products have a few children, so a larger
-// value is a corrupt or hand-made file, and backends may keep an entry's starts in a small array.
-constexpr int64_t kMaxChildArity = 64;
 
 // The Stats fields in file order.
 void stats_fields(Stats& s, int64_t* (&out)[kStatsFields]) {
@@ -479,8 +476,8 @@ void validate_plan(const Plan& p) {
                 ", fanin ", q.fanin);
       PCC_CHECK(product_is(q.num_blocks, 1, q.out_rows.size()), "invalid plan: ", at, ": out_rows has ",
                 q.out_rows.size(), " entries for ", q.num_blocks, " blocks");
-      PCC_CHECK(q.child_arity >= 1 && q.child_arity <= kMaxChildArity, "invalid plan: ", at, ": child_arity is ",
-                q.child_arity, " (must be 1 to ", kMaxChildArity, ")");
+      PCC_CHECK(q.child_arity >= 1 && q.child_arity <= SumPartition::kMaxChildArity, "invalid plan: ", at, ": child_arity is ",
+                q.child_arity, " (must be 1 to ", SumPartition::kMaxChildArity, ")");
       PCC_CHECK(product_is(q.num_blocks, q.fanin, q.weight_offsets.size()), "invalid plan: ", at,
                 ": weight_offsets has ", q.weight_offsets.size(), " entries, expected num_blocks ", q.num_blocks,
                 " x fanin ", q.fanin);

@@ -215,24 +215,13 @@ template <int CR>
 PCC_INLINE void h_rows(const float* w, int64_t b, int64_t cb, int64_t c0, const v8f* A, const v8f* E,
                        int64_t nv, float* flows, const int64_t* st, int64_t arity, int64_t col0,
                        int64_t batch) {
-  constexpr int kMaxRows = CR * 8;  // up to 8 starts per child block without a heap buffer
-  float* small[kMaxRows];
-  std::vector<float*> big;
-  float** frow = small;
-  if (arity > 8) {
-    big.resize(CR * arity);
-    frow = big.data();
-  }
+  int64_t present[SumPartition::kMaxChildArity];  // validate_plan bounds the arity
   int na = 0;
-  for (int64_t a = 0; a < arity; ++a) {
-    if (st[a] < 0) continue;
-    for (int i = 0; i < CR; ++i) frow[i * arity + na] = flows + (st[a] + c0 + i) * batch;
-    ++na;
-  }
-  // Compact to stride na (the rows of child row i are frow[i * na .. i * na + na)).
-  if (na != arity)
-    for (int i = 1; i < CR; ++i)
-      for (int a = 0; a < na; ++a) frow[i * na + a] = frow[i * arity + a];
+  for (int64_t a = 0; a < arity; ++a)
+    if (st[a] >= 0) present[na++] = st[a];
+  float* frow[CR * SumPartition::kMaxChildArity];
+  for (int i = 0; i < CR; ++i)
+    for (int a = 0; a < na; ++a) frow[i * na + a] = flows + (present[a] + c0 + i) * batch;
   int64_t j0 = 0;
   for (; j0 + 3 <= nv; j0 += 3) h_tile<CR, 3>(w, b, cb, c0, A, E, nv, j0, frow, na, col0, batch);
   for (; j0 < nv; ++j0) h_tile<CR, 1>(w, b, cb, c0, A, E, nv, j0, frow, na, col0, batch);

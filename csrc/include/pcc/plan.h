@@ -67,6 +67,9 @@ struct SumPartition {
   int64_t block_size = 1, child_block_size = 1, num_blocks = 0, fanin = 0;
   // Row starts per child block (1, or the arity of fused products; see above).
   int64_t child_arity = 1;
+  // The largest child_arity validate_plan accepts: fused products have a few children, so a larger
+  // value is a corrupt or hand-made file, and backends may keep an entry's starts in a small array.
+  static constexpr int64_t kMaxChildArity = 64;
   // 1 when no two blocks of this partition share a weight matrix (no tied vectors inside it), so
   // parameter flows may be accumulated block-parallel without atomics.
   int64_t disjoint_weights = 1;
