@@ -4,6 +4,7 @@ timed calls after warm-up (CUDA events). Side-by-side with PyJuice is benchmarks
 
     python benchmarks/cuda_structures.py [--only hclt-256,pd-64] [--batch 512] [--precision tf32]
         [--profile N]   # also print the N kernels taking most GPU time per EM step (torch.profiler)
+        [--fuse-products off|on|both]   # compile option fuse_products (both: a row each, same circuit)
 """
 import argparse
 import torch
@@ -33,6 +34,7 @@ def main():
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--precision", default="tf32")
     ap.add_argument("--profile", type=int, default=0)
+    ap.add_argument("--fuse-products", choices=["off", "on", "both"], default="off")
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
     print(f"| config | nodes | sum edges | layers | fwd ms | fwd+bwd ms | step ms | train GiB |")
@@ -41,23 +43,28 @@ def main():
         if only and name not in only:
             continue
         root = build()
-        model = pcc.compile(root, device="cuda", precision=args.precision)
         x = data(args.batch).cuda()
+        for fuse in {"off": [False], "on": [True], "both": [False, True]}[args.fuse_products]:
+            run(name + (" fused" if fuse else ""), root, x, args, fuse)
+        del root
 
-        fwd, fwd_bwd, step = pcc_calls(model, x, 0.1, 0.1)
-        dev = torch.device("cuda")
-        t_f = timed(fwd, dev, 20)
-        t_fb = timed(fwd_bwd, dev, 20)
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        t_s = timed(step, dev, 20)
-        mem = torch.cuda.max_memory_allocated() / 2**30
-        s = model.stats()
-        print(f"| {name} | {model.num_nodes:,} | {s['sum_edges']:,} | {model.plan.summary()['layers']} | "
-              f"{t_f:.2f} | {t_fb:.2f} | {t_s:.2f} | {mem:.2f} |", flush=True)
-        if args.profile:
-            kernel_profile(step, args.profile)
-        del model, root
+
+def run(name, root, x, args, fuse):
+    """Times one compiled model of `root` and prints its table row."""
+    model = pcc.compile(root, device="cuda", precision=args.precision, fuse_products=fuse)
+    fwd, fwd_bwd, step = pcc_calls(model, x, 0.1, 0.1)
+    dev = torch.device("cuda")
+    t_f = timed(fwd, dev, 20)
+    t_fb = timed(fwd_bwd, dev, 20)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    t_s = timed(step, dev, 20)
+    mem = torch.cuda.max_memory_allocated() / 2**30
+    s = model.stats()
+    print(f"| {name} | {model.num_nodes:,} | {s['sum_edges']:,} | {model.plan.summary()['layers']} | "
+          f"{t_f:.2f} | {t_fb:.2f} | {t_s:.2f} | {mem:.2f} |", flush=True)
+    if args.profile:
+        kernel_profile(step, args.profile)
 
 
 if __name__ == "__main__":

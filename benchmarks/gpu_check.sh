@@ -22,7 +22,7 @@ fi
 if have tests; then
   python3 -m pytest -q -p no:cacheprovider tests/python/test_cuda.py -x 2>&1 | tee "$OUT/test_cuda.log" | tail -25
   RESULT[test_cuda]=$(tail -1 "$OUT/test_cuda.log")
-  # Python's GPU tests outside test_cuda.py (a fused model on CUDA runs the unfused plan).
+  # Python's GPU tests outside test_cuda.py (fused models on CUDA against the CPU).
   # (appended to test_cuda.log: at most 8 files come back from a device call)
   python3 -m pytest -q -p no:cacheprovider tests/python/test_fuse_products.py -k cuda > /tmp/test_fuse_cuda.log 2>&1
   RESULT[test_fuse_cuda]=$(tail -1 /tmp/test_fuse_cuda.log)

@@ -355,7 +355,8 @@ def run_config(name, args, device):
         root, mapping = pcc.from_pyjuice(ns, return_map=True)
         r["convert_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    model = pcc.compile(root, precision=args.precision)  # on the CPU; moved to the GPU in its turn
+    # on the CPU; moved to the GPU in its turn
+    model = pcc.compile(root, precision=args.precision, fuse_products=args.fuse_products)
     r["pcc_compile_s"] = time.perf_counter() - t
     r["edges"] = model.stats()["sum_edges"]
 
@@ -511,7 +512,8 @@ def summary(results, args, device):
     else:
         where = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     lines = [f"device: {where}; batch {args.batch}; "
-             f"median of {args.reps}; pcc precision {args.precision}; EM step_size {args.step_size}, "
+             f"median of {args.reps}; pcc precision {args.precision}"
+             f"{', fused products' if args.fuse_products else ''}; EM step_size {args.step_size}, "
              f"pseudocount {args.pseudocount}; LL errors: max |ll - ref| / max(1, |ref|) on {args.ref_rows} "
              f"rows vs pcc.reference (float64); after one EM step on {args.em_rows} rows, max |a-b| / "
              f"max(|b|, 1e-3) over the parameters: EM err of each system vs pcc.reference_em (float64), "
@@ -567,6 +569,8 @@ def main():
                     help="skip the float64 EM oracle where its estimated CPU time exceeds this many "
                          "seconds (default 60: PD-64, HCLT-128, RAT-128/256 run; HMMs, PD-128+ do not)")
     ap.add_argument("--precision", default="tf32")
+    ap.add_argument("--fuse-products", action="store_true",
+                    help="pcc compiles with fuse_products (products computed inside the sums that read them)")
     ap.add_argument("--step-size", type=float, default=0.1)
     ap.add_argument("--pseudocount", type=float, default=0.1)
     ap.add_argument("--pcc-only", action="store_true", help="skip PyJuice's compile/run (graph still built)")

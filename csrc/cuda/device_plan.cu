@@ -122,49 +122,52 @@ void layout(const Plan& p, Staging& st, CudaPlan& cp) {
       dl.products.push_back(d);
     }
     for (const SumPartition& s : l.sums) {
-      // The kernels read one row start per entry; fused products need the CPU backend for now.
-      PCC_CHECK(s.child_arity == 1, "CUDA backend: a sum partition of layer ", &l - p.layers.data(),
-                " reads fused products (child_arity ", s.child_arity,
-                "), which only the CPU backend runs so far; compile with fuse_products off");
-      const int64_t entries = s.num_blocks * s.fanin;
+      const int64_t entries = s.num_blocks * s.fanin, A = s.child_arity;
       PCC_CHECK(static_cast<int64_t>(s.out_rows.size()) == s.num_blocks &&
-                    static_cast<int64_t>(s.child_rows.size()) == entries &&
+                    static_cast<int64_t>(s.child_rows.size()) == entries * A &&
                     static_cast<int64_t>(s.weight_offsets.size()) == entries,
                 "CUDA backend: sum partition index arrays do not match its ", s.num_blocks, " blocks x fan-in ",
-                s.fanin);
+                s.fanin, " x child arity ", A);
       DevSum d;
       d.block_size = to_i32(s.block_size, "sum block size");
       d.child_block_size = to_i32(s.child_block_size, "sum child block size");
       d.fanin = to_i32(s.fanin, "sum fan-in");
+      d.child_arity = to_i32(A, "sum child arity");
       d.num_blocks = s.num_blocks;
-      to_i32(entries, "sum partition entries (blocks x fan-in)");
+      to_i32(entries * A, "sum partition child rows (blocks x fan-in x child arity)");
       d.disjoint_weights = s.disjoint_weights ? 1 : 0;
+      const int64_t list = s.fanin * A;  // child_rows per block
       int64_t runs = 0;
       for (int64_t i = 0; i < s.num_blocks; ++i)
-        runs += i == 0 || !std::equal(s.child_rows.begin() + i * s.fanin, s.child_rows.begin() + (i + 1) * s.fanin,
-                                      s.child_rows.begin() + (i - 1) * s.fanin);
+        runs += i == 0 || !std::equal(s.child_rows.begin() + i * list, s.child_rows.begin() + (i + 1) * list,
+                                      s.child_rows.begin() + (i - 1) * list);
       d.rows_per_child_list = runs > 0 ? s.num_blocks * s.block_size / runs : 1;
       d.out_rows = st.put(narrow(s.out_rows, "sum output row"));
       d.child_rows = st.put(narrow(s.child_rows, "sum child row"));
       d.weight_offsets = st.put(s.weight_offsets);
-      // Transposed connectivity: distinct child block rows (ascending), each with its entries
-      // (ascending i * fanin + f); padding entries (-1) are not listed.
-      std::vector<std::pair<int64_t, int64_t>> by_row;  // (child row, entry)
-      by_row.reserve(entries);
+      // Transposed connectivity: distinct child blocks (their starts, ascending lexicographically),
+      // each with its entries (ascending i * fanin + f); padding entries (-1) are not listed.
+      auto starts = [&](int64_t e) { return s.child_rows.begin() + e * A; };
+      std::vector<int64_t> order;
+      order.reserve(entries);
       for (int64_t e = 0; e < entries; ++e)
-        if (s.child_rows[e] >= 0) by_row.push_back({s.child_rows[e], e});
-      std::sort(by_row.begin(), by_row.end());
+        if (*starts(e) >= 0) order.push_back(e);
+      auto less = [&](int64_t x, int64_t y) {
+        return std::lexicographical_compare(starts(x), starts(x) + A, starts(y), starts(y) + A);
+      };
+      auto same = [&](int64_t x, int64_t y) { return std::equal(starts(x), starts(x) + A, starts(y)); };
+      std::stable_sort(order.begin(), order.end(), less);
       std::vector<int32_t> cb_rows, cb_start, cb_entries;
-      cb_entries.reserve(by_row.size());
-      for (size_t k = 0; k < by_row.size(); ++k) {
-        if (k == 0 || by_row[k].first != by_row[k - 1].first) {
-          cb_rows.push_back(to_i32(by_row[k].first, "sum child row"));
+      cb_entries.reserve(order.size());
+      for (size_t k = 0; k < order.size(); ++k) {
+        if (k == 0 || !same(order[k], order[k - 1])) {
+          for (int64_t a = 0; a < A; ++a) cb_rows.push_back(to_i32(starts(order[k])[a], "sum child row"));
           cb_start.push_back(static_cast<int32_t>(k));
         }
-        cb_entries.push_back(static_cast<int32_t>(by_row[k].second));
+        cb_entries.push_back(static_cast<int32_t>(order[k]));
       }
-      cb_start.push_back(static_cast<int32_t>(by_row.size()));
-      d.num_child_blocks = static_cast<int64_t>(cb_rows.size());
+      cb_start.push_back(static_cast<int32_t>(order.size()));
+      d.num_child_blocks = static_cast<int64_t>(cb_start.size()) - 1;
       d.child_block_rows = st.put(cb_rows);
       d.child_block_start = st.put(cb_start);
       d.child_block_entries = st.put(cb_entries);

@@ -35,9 +35,12 @@ struct DevProduct {
 
 struct DevSum {
   int32_t block_size = 1, child_block_size = 1, fanin = 0;
+  // Row starts per child block: 1, or a fused product's arity (SumPartition::child_arity; the kernels
+  // read such blocks through fused_child.cuh).
+  int32_t child_arity = 1;
   int64_t num_blocks = 0;
   const int32_t* out_rows = nullptr;        // [num_blocks]
-  const int32_t* child_rows = nullptr;      // [num_blocks * fanin], -1 = padding
+  const int32_t* child_rows = nullptr;      // [num_blocks * fanin * child_arity], -1 = padding
   const int64_t* weight_offsets = nullptr;  // [num_blocks * fanin], -1 = padding
   int32_t disjoint_weights = 1;             // as SumPartition::disjoint_weights
   // Rows per run of consecutive blocks that read the same child list (the whole partition's mean):
@@ -45,8 +48,10 @@ struct DevSum {
   int64_t rows_per_child_list = 1;
   // Transposed connectivity: the distinct child blocks this partition reads, and for each the
   // entries (i * fanin + f) that read it, so a backward kernel can own a child block and gather.
+  // Distinct fused blocks may share rows (PD's region feeds several products), so kernels add their
+  // flows with atomics where child_arity > 1.
   int64_t num_child_blocks = 0;
-  const int32_t* child_block_rows = nullptr;     // [num_child_blocks]: first row of the child block
+  const int32_t* child_block_rows = nullptr;     // [num_child_blocks * child_arity]: its row starts
   const int32_t* child_block_start = nullptr;    // [num_child_blocks + 1]: CSR into child_block_entries
   const int32_t* child_block_entries = nullptr;  // entries i * fanin + f
 };

@@ -32,9 +32,11 @@
 // Uploader guarantees assumed (device_plan.cu):
 //  * child_block_rows holds distinct starts whose ranges [row, row + child_block_size) are pairwise
 //    disjoint (true when child blocks of one size are aligned: vectors are rounded to the largest
-//    block size that reads them, and blocks step by cb inside a vector);
-//  * child_block_entries lists every entry e with child_rows[e] >= 0 exactly once, under the block
-//    whose start is child_rows[e]; entries with weight_offsets[e] < 0 may be listed (they are skipped);
+//    block size that reads them, and blocks step by cb inside a vector). Fused child blocks
+//    (child_arity A > 1, fused_child.cuh) are A starts each, and distinct ones may share rows, so
+//    their flows are added with atomics everywhere;
+//  * child_block_entries lists every entry e whose first start is >= 0 exactly once, under the block
+//    with its starts; entries with weight_offsets[e] < 0 may be listed (they are skipped);
 //  * a partition's child rows are not its own output rows (layers read earlier layers only).
 // Entries whose child row disagrees with their CSR block are skipped rather than written elsewhere.
 #include <cuda_runtime.h>
@@ -44,6 +46,7 @@
 #include <cstdint>
 
 #include "cuda/cuda_check.cuh"
+#include "cuda/fused_child.cuh"
 #include "cuda/sum_backward.cuh"
 
 namespace pcc {
@@ -67,7 +70,7 @@ __device__ __forceinline__ float exact_term(float f, float w, float vc, float vr
 
 // ---- kernel 1: child flows ---------------------------------------------------------------------
 
-template <int CB>
+template <int CB, bool F>  // F: fused child blocks (child_arity > 1)
 __global__ void __launch_bounds__(kChildThreads, 1) child_flow_kernel(DevSum s, const float* __restrict__ params,
                                                                    const float* __restrict__ values,
                                                                    float* __restrict__ flows, int64_t batch,
@@ -77,10 +80,18 @@ __global__ void __launch_bounds__(kChildThreads, 1) child_flow_kernel(DevSum s, 
   // blockIdx.y = chunk * col_tiles + tile (32-bit: a 64-bit division would be a call that spills).
   const uint32_t tile = blockIdx.y % static_cast<uint32_t>(col_tiles);
   const uint32_t chunk = blockIdx.y / static_cast<uint32_t>(col_tiles);
+  const int A = F ? s.child_arity : 1;
   for (int64_t k = blockIdx.x; k < s.num_child_blocks; k += gridDim.x) {
     const int64_t t = static_cast<int64_t>(tile) * kChildThreads + threadIdx.x;
-    const int64_t crow = s.child_block_rows[k];
+    const int32_t* kst = s.child_block_rows + k * A;  // the child block's starts
+    const int64_t crow = kst[0];
     const int64_t c0 = chunk * CB;
+    auto child_v = [&](int64_t c) {  // row c of the child block at column t
+      if constexpr (F)
+        return fused_value(values, kst, A, c, batch, t);
+      else
+        return values[(crow + c) * batch + t];
+    };
     const int ncb = static_cast<int>(cb - c0 < CB ? cb - c0 : CB);
     const bool in_batch = t < batch;
 
@@ -90,7 +101,7 @@ __global__ void __launch_bounds__(kChildThreads, 1) child_flow_kernel(DevSum s, 
     if (in_batch) {
 #pragma unroll
       for (int c = 0; c < CB; ++c)
-        if (c < ncb) m = fmaxf(m, values[(crow + c0 + c) * batch + t]);
+        if (c < ncb) m = fmaxf(m, child_v(c0 + c));
     }
     const bool active = m > -INFINITY;
 
@@ -102,7 +113,8 @@ __global__ void __launch_bounds__(kChildThreads, 1) child_flow_kernel(DevSum s, 
     for (int64_t q = s.child_block_start[k]; q < q_end; ++q) {
       const int64_t e = s.child_block_entries[q];
       const int64_t woff = s.weight_offsets[e];
-      if (woff < 0 || s.child_rows[e] != crow) continue;  // uniform over the CTA
+      if (woff < 0 || !(F ? same_child(s.child_rows + e * A, kst, A) : s.child_rows[e] == crow))
+        continue;  // uniform over the CTA
       const int64_t prow = s.out_rows[static_cast<uint32_t>(e) / static_cast<uint32_t>(fanin)];
       for (int64_t r0 = 0; r0 < b; r0 += kWRows) {
         const int nr = static_cast<int>(b - r0 < kWRows ? b - r0 : kWRows);
@@ -124,13 +136,17 @@ __global__ void __launch_bounds__(kChildThreads, 1) child_flow_kernel(DevSum s, 
             for (int c = 0; c < CB; ++c) acc[c] = fmaf(ws[rr][c], a, acc[c]);
           } else {
             // Exact path, added straight into the flow rows: this thread alone writes these
-            // elements in this launch (the final += below comes later in the same thread).
+            // elements in this launch (the final += below comes later in the same thread), unless
+            // the block is fused (its rows are shared with other fused blocks: atomics).
             for (int c = 0; c < ncb; ++c) {
               const float w = ws[rr][c];
               if (!(w > 0.0f)) continue;
-              const int64_t ct = (crow + c0 + c) * batch + t;
-              const float vc = values[ct];
-              if (vc > -INFINITY) flows[ct] += exact_term(f, w, vc, vr);
+              const float vc = child_v(c0 + c);
+              if (!(vc > -INFINITY)) continue;
+              if constexpr (!F)
+                flows[(crow + c0 + c) * batch + t] += exact_term(f, w, vc, vr);
+              else
+                fused_add_flow(flows, kst, A, c0 + c, batch, t, exact_term(f, w, vc, vr));
             }
           }
         }
@@ -140,10 +156,17 @@ __global__ void __launch_bounds__(kChildThreads, 1) child_flow_kernel(DevSum s, 
 #pragma unroll
       for (int c = 0; c < CB; ++c) {
         if (c < ncb) {
-          const int64_t at = (crow + c0 + c) * batch + t;
-          const float ec = expf(values[at] - m);
-          flows[at] += ec * acc[c];
+          const float ec = expf(child_v(c0 + c) - m);
+          if constexpr (!F)
+            flows[(crow + c0 + c) * batch + t] += ec * acc[c];
+          else
+            acc[c] *= ec;  // a fused block: all its value loads before the atomics below
         }
+      }
+      if constexpr (F) {
+#pragma unroll
+        for (int c = 0; c < CB; ++c)
+          if (c < ncb) fused_add_flow(flows, kst, A, c0 + c, batch, t, acc[c]);
       }
     }
   }
@@ -158,8 +181,8 @@ void launch_child(const DevSum& s, const float* params, const float* values, flo
     ::pcc::raise("sum_backward: batch ", batch, " too large for child block size ", s.child_block_size);
   const dim3 grid(static_cast<unsigned>(std::min(s.num_child_blocks, kMaxGrid)),
                   static_cast<unsigned>(chunks * col_tiles));
-  child_flow_kernel<CB><<<grid, kChildThreads, 0, stream>>>(s, params, values, flows, batch,
-                                                            static_cast<int>(col_tiles));
+  auto* kernel = s.child_arity > 1 ? child_flow_kernel<CB, true> : child_flow_kernel<CB, false>;
+  kernel<<<grid, kChildThreads, 0, stream>>>(s, params, values, flows, batch, static_cast<int>(col_tiles));
   PCC_CUDA_CHECK_LAUNCH("sum_backward (child flows)");
 }
 
@@ -176,6 +199,7 @@ __host__ __device__ inline size_t param_smem_bytes(int64_t b, int64_t cb, int64_
   return static_cast<size_t>(((b + cb) * (tt + 4) + tt) * sizeof(float) + b * tt);
 }
 
+template <bool F>  // F: fused child blocks (child_arity > 1)
 __global__ void __launch_bounds__(kParamThreads) param_flow_kernel(DevSum s, const float* __restrict__ params,
                                                                    const float* __restrict__ values,
                                                                    const float* __restrict__ flows,
@@ -198,8 +222,10 @@ __global__ void __launch_bounds__(kParamThreads) param_flow_kernel(DevSum s, con
   const bool shared_c = static_cast<uint32_t>(slots) % ucb == 0;
 
   for (int64_t e = blockIdx.x; e < entries; e += gridDim.x) {
-    const int64_t crow = s.child_rows[e], woff = s.weight_offsets[e];
-    if (crow < 0 || woff < 0) continue;  // uniform over the CTA
+    const int ar = F ? s.child_arity : 1;
+    const int32_t* est = s.child_rows + e * ar;  // the entry's child starts
+    const int64_t woff = s.weight_offsets[e];
+    if (est[0] < 0 || woff < 0) continue;  // uniform over the CTA
     const int64_t prow = s.out_rows[static_cast<uint32_t>(e) / static_cast<uint32_t>(fanin)];
     for (int pass = 0; pass < passes; ++pass) {
       const int o0 = pass * slots * kOpt + slot;
@@ -211,7 +237,7 @@ __global__ void __launch_bounds__(kParamThreads) param_flow_kernel(DevSum s, con
         __syncthreads();  // previous tile's readers are done
         for (int idx = tid; idx < cb * tt; idx += kParamThreads) {
           const int c = idx / tt, x = idx % tt;
-          E[c * ld + x] = t0 + x < batch ? values[(crow + c) * batch + t0 + x] : -INFINITY;
+          E[c * ld + x] = t0 + x < batch ? fused_value(values, est, ar, c, batch, t0 + x) : -INFINITY;
         }
         __syncthreads();
         for (int x = tid; x < tt; x += kParamThreads) {
@@ -297,7 +323,7 @@ __global__ void __launch_bounds__(kParamThreads) param_flow_kernel(DevSum s, con
             for (int x = lane; x < tt; x += lanes) {
               if (!slow_flag[r * tt + x]) continue;
               const int64_t t = t0 + x;
-              const float vc = values[(crow + c) * batch + t];
+              const float vc = fused_value(values, est, ar, c, batch, t);
               if (!(vc > -INFINITY)) continue;
               const int64_t at = (prow + r) * batch + t;
               sacc[j] += exact_term(flows[at], w, vc, values[at]);
@@ -469,7 +495,8 @@ struct TcShape {
   static constexpr int kMetaW = kRed + 2 * T;          // int64 [kTcMeta] weight offsets
   static constexpr int kMetaP = kMetaW + 2 * kTcMeta;  // int32 [kTcMeta] parent rows
   static constexpr int kCnt = kMetaP + kTcMeta;        // int32 [8] per-warp counts
-  static constexpr int kFloats = kCnt + 8;
+  static constexpr int kStarts = kCnt + 8;              // int32 [kMaxChildArity] a fused block's starts
+  static constexpr int kFloats = kStarts + static_cast<int>(SumPartition::kMaxChildArity);
   static constexpr size_t kBytes = static_cast<size_t>(kFloats) * sizeof(float);
   static_assert(RT == 16 || RT == 32, "RT");
   static_assert(CS == 16 || CS == 32, "CS");
@@ -483,10 +510,11 @@ struct TcShape {
 // and the float4 writes of A (rows m0 + g, columns 4q..4q+3 of a 16-column group) are both free of
 // bank conflicts, and 4-column groups stay contiguous. The kernel applies it in closed form.
 
-// Stages the entries q in [qb, qe) (at most kTcMeta) of child block `cblock`: parent row and weight
-// offset of each one that is not padding, compacted in order. Returns how many.
-__device__ __forceinline__ int tc_load_meta(const DevSum& s, int qb, int qe, int cblock, int* meta_p,
-                                            int64_t* meta_w, int* cnt) {
+// Stages the entries q in [qb, qe) (at most kTcMeta) of the child block with starts kst: parent row
+// and weight offset of each one that is not padding, compacted in order. Returns how many.
+template <bool F>
+__device__ __forceinline__ int tc_load_meta(const DevSum& s, int qb, int qe, const int32_t* kst, int cblock,
+                                            int* meta_p, int64_t* meta_w, int* cnt) {
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   __syncthreads();  // readers of the previous round are done
   bool ok = false;
@@ -495,7 +523,8 @@ __device__ __forceinline__ int tc_load_meta(const DevSum& s, int qb, int qe, int
   if (qb + tid < qe) {
     const int e = s.child_block_entries[qb + tid];
     wo = s.weight_offsets[e];
-    ok = wo >= 0 && s.child_rows[e] == cblock;
+    ok = wo >= 0 && (F ? same_child(s.child_rows + static_cast<int64_t>(e) * s.child_arity, kst, s.child_arity)
+                       : s.child_rows[e] == cblock);
     if (ok) prow = s.out_rows[static_cast<uint32_t>(e) / static_cast<uint32_t>(s.fanin)];
   }
   const unsigned m = __ballot_sync(0xffffffffu, ok);
@@ -517,7 +546,7 @@ __device__ __forceinline__ int tc_load_meta(const DevSum& s, int qb, int qe, int
   return total;
 }
 
-template <int RT, int CS, bool VEC>
+template <int RT, int CS, bool VEC, bool F>  // F: fused child blocks (child_arity > 1)
 __global__ void __launch_bounds__(kTcThreads, 2)
     sum_backward_tc(DevSum s, const float* __restrict__ params, const float* __restrict__ values,
                     float* __restrict__ flows, float* __restrict__ param_flows, int64_t batch, TcGrid grid) {
@@ -534,6 +563,7 @@ __global__ void __launch_bounds__(kTcThreads, 2)
   int64_t* const meta_w = reinterpret_cast<int64_t*>(sm + S::kMetaW);
   int* const meta_p = reinterpret_cast<int*>(sm + S::kMetaP);
   int* const cnt = reinterpret_cast<int*>(sm + S::kCnt);
+  int32_t* const starts = reinterpret_cast<int32_t*>(sm + S::kStarts);
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, q = lane & 3;
   // P product and A: this warp's 16 parent rows (mt) and TW batch columns (kw); the lane's rows are
@@ -556,13 +586,31 @@ __global__ void __launch_bounds__(kTcThreads, 2)
     const int slice = rest % grid.slices, k = rest / grid.slices;
     const int tile0 = grp * grid.tiles_per_cta;
     const int tile1 = min(grid.col_tiles, tile0 + grid.tiles_per_cta);
-    const int cblock = s.child_block_rows[k];
+    // The child block's starts. A fused block's are read from shared memory (`starts`; the arity from
+    // the parameters): in registers they would be live through the chunk loop, where this kernel is
+    // at its register limit, and spills there cost far more than the shared loads.
+    int cblock;
+    if constexpr (F) {
+      __syncthreads();  // the previous item's readers are done
+      if (tid < s.child_arity) starts[tid] = s.child_block_rows[static_cast<int64_t>(k) * s.child_arity + tid];
+      __syncthreads();
+      cblock = starts[0];
+    } else {
+      cblock = s.child_block_rows[k];
+    }
     const int c0 = slice * CS;
     const int64_t crow = static_cast<int64_t>(cblock) + c0;  // first child row of the slice
+    // Child value at slice row c, column t: a fused block's is the sum of its rows.
+    auto child_v = [&](int c, int64_t t) {
+      if constexpr (F)
+        return fused_value(values, starts, s.child_arity, c0 + c, batch, t);
+      else
+        return values[(crow + c) * batch + t];
+    };
     const int q0 = s.child_block_start[k], q1 = s.child_block_start[k + 1];
     if (q1 <= q0) continue;  // uniform over the CTA
     const int rounds = (q1 - q0 + kTcMeta - 1) / kTcMeta;
-    int nvalid = rounds == 1 ? tc_load_meta(s, q0, q1, cblock, meta_p, meta_w, cnt) : 0;
+    int nvalid = rounds == 1 ? tc_load_meta<F>(s, q0, q1, starts, cblock, meta_p, meta_w, cnt) : 0;
 
     // The prefetched chunk: parent flows and values (A-fragment layout), its weights, where it lives.
     float4 fx[2][NG], vx[2][NG];
@@ -618,18 +666,37 @@ __global__ void __launch_bounds__(kTcThreads, 2)
         constexpr int CH = CS / 2;
         const int t = tid % T, half = tid / T;
         const int64_t gt = tbase + t;
-        const float* const vcol = values + (crow + half * CH) * batch + gt;  // read twice (L1)
-        float pm = -INFINITY;
-        if (gt < batch) {
+        float m;
+        if constexpr (!F) {  // (child values read twice: L1)
+          float pm = -INFINITY;
+          if (gt < batch) {
 #pragma unroll
-          for (int c = 0; c < CH; ++c) pm = fmaxf(pm, vcol[c * batch]);
+            for (int c = 0; c < CH; ++c) pm = fmaxf(pm, child_v(half * CH + c, gt));
+          }
+          red[half * T + t] = pm;
+          __syncthreads();
+          m = fmaxf(red[t], red[T + t]);
+#pragma unroll
+          for (int c = 0; c < CH; ++c)
+            Es[(half * CH + c) * LDE + t] =
+                __uint_as_float(m > -INFINITY ? to_tf32(__expf(child_v(half * CH + c, gt) - m)) : 0u);
+        } else {  // a fused block's values (sums of rows) are formed once, into Es, then exponentiated there
+          float pm = -INFINITY;
+#pragma unroll 1
+          for (int c = 0; c < CH; ++c) {
+            const float v = gt < batch ? child_v(half * CH + c, gt) : -INFINITY;
+            Es[(half * CH + c) * LDE + t] = v;
+            pm = fmaxf(pm, v);
+          }
+          red[half * T + t] = pm;
+          __syncthreads();
+          m = fmaxf(red[t], red[T + t]);
+#pragma unroll 1
+          for (int c = 0; c < CH; ++c) {
+            float* const e = Es + (half * CH + c) * LDE + t;
+            *e = __uint_as_float(m > -INFINITY ? to_tf32(__expf(*e - m)) : 0u);
+          }
         }
-        red[half * T + t] = pm;
-        __syncthreads();
-        const float m = fmaxf(red[t], red[T + t]);
-#pragma unroll
-        for (int c = 0; c < CH; ++c)
-          Es[(half * CH + c) * LDE + t] = __uint_as_float(m > -INFINITY ? to_tf32(__expf(vcol[c * batch] - m)) : 0u);
         if (half == 0) Ms[t] = m;
       }
       __syncthreads();
@@ -643,8 +710,8 @@ __global__ void __launch_bounds__(kTcThreads, 2)
 
       for (int round = 0; round < rounds; ++round) {
         if (rounds > 1) {
-          nvalid = tc_load_meta(s, q0 + round * kTcMeta, min(q1, q0 + (round + 1) * kTcMeta), cblock, meta_p,
-                                meta_w, cnt);
+          nvalid = tc_load_meta<F>(s, q0 + round * kTcMeta, min(q1, q0 + (round + 1) * kTcMeta), starts,
+                                   cblock, meta_p, meta_w, cnt);
           have = false;
         }
         const int nch = nvalid << grid.lrc;
@@ -730,12 +797,14 @@ __global__ void __launch_bounds__(kTcThreads, 2)
               for (int c = 0; c < CS; ++c) {
                 const float w = W[r * LDW + c];
                 if (!(w > 0.0f)) continue;
-                const int64_t ct = (crow + c) * batch + t;
-                const float vc = values[ct];
+                const float vc = child_v(c, t);
                 if (!(vc > -INFINITY)) continue;
                 const float term = exact_term(f, w, vc, vr);
                 atomicAdd(P + (NWK * RT + r) * LDP + c, term);
-                atomicAdd(flows + ct, term);
+                if constexpr (!F)
+                  atomicAdd(flows + (crow + c) * batch + t, term);
+                else
+                  fused_add_flow(flows, starts, s.child_arity, c0 + c, batch, t, term);
               }
             }
             __syncthreads();
@@ -803,10 +872,25 @@ __global__ void __launch_bounds__(kTcThreads, 2)
             const int tl = wn * S::TN + nt * 8 + 2 * q + (i & 1);
             const float m = Ms[tl];
             if (tbase + tl < batch && m > -INFINITY) {
-              const int64_t at = (i >> 1) * down + tl;
-              atomicAdd(frow + at, __expf(vrow[at] - m) * cacc[nt][i]);
+              if constexpr (!F) {
+                const int64_t at = (i >> 1) * down + tl;
+                atomicAdd(frow + at, __expf(vrow[at] - m) * cacc[nt][i]);
+              } else {  // a fused block's value is the sum of its rows: all loads before any atomic
+                cacc[nt][i] *= __expf(child_v(wm * 16 + g + 8 * (i >> 1), tbase + tl) - m);
+              }
             }
           }
+        if constexpr (F) {  // ... and its flow goes to each of its rows
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+              const int tl = wn * S::TN + nt * 8 + 2 * q + (i & 1);
+              if (tbase + tl < batch && Ms[tl] > -INFINITY)
+                fused_add_flow(flows, starts, s.child_arity, c0 + wm * 16 + g + 8 * (i >> 1), batch, tbase + tl,
+                               cacc[nt][i]);
+            }
+        }
       }
     }
   }
@@ -857,7 +941,9 @@ void launch_tc(const DevSum& s, const float* params, const float* values, float*
   const TcGrid gr = tc_grid<RT, CS>(s, batch, sms);
   if (gr.items == 0) return;
   const bool vec = batch % 4 == 0 && aligned16(values) && aligned16(flows);
-  auto kernel = vec ? sum_backward_tc<RT, CS, true> : sum_backward_tc<RT, CS, false>;
+  const bool fused = s.child_arity > 1;
+  auto kernel = vec ? (fused ? sum_backward_tc<RT, CS, true, true> : sum_backward_tc<RT, CS, true, false>)
+                    : (fused ? sum_backward_tc<RT, CS, false, true> : sum_backward_tc<RT, CS, false, false>);
   PCC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       static_cast<int>(S::kBytes)));
   // Two CTAs per SM (the launch bounds' register budget) need the largest shared-memory carveout.
@@ -910,7 +996,8 @@ void sum_backward(const DevSum& s, const float* params, const float* values, flo
   if (sh.smem > 48 * 1024)
     ::pcc::raise("sum_backward: block ", b, " x ", cb, " needs too much shared memory");
   const unsigned grid = static_cast<unsigned>(std::min(entries, kMaxGrid));
-  param_flow_kernel<<<grid, kParamThreads, sh.smem, stream>>>(s, params, values, flows, param_flows, batch,
+  auto* param_kernel = s.child_arity > 1 ? param_flow_kernel<true> : param_flow_kernel<false>;
+  param_kernel<<<grid, kParamThreads, sh.smem, stream>>>(s, params, values, flows, param_flows, batch,
                                                               static_cast<int>(sh.tt), static_cast<int>(sh.lanes),
                                                               static_cast<int>(sh.passes));
   PCC_CUDA_CHECK_LAUNCH("sum_backward (parameter flows)");

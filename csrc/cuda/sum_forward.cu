@@ -48,6 +48,7 @@
 #include <mutex>
 
 #include "cuda/cuda_check.cuh"
+#include "cuda/fused_child.cuh"
 #include "cuda/sum_forward.cuh"
 
 namespace pcc {
@@ -77,6 +78,7 @@ struct Args {
   float* values;
   int64_t num_blocks, batch, num_tiles;
   int32_t b, cb, lb, lcb, fanin;  // lb = log2 b, lcb = log2 cb
+  int32_t A;                      // child_arity: row starts per child block (fused_child.cuh)
   int32_t vec_e;                  // value rows are 16-byte aligned (batch % 4 == 0, aligned base)
   int64_t items;                  // tensor-core path: (row tile, batch tile) pairs
 };
@@ -87,25 +89,27 @@ __device__ __forceinline__ bool trusted(float a) { return a >= kTrustedSum && a 
 
 // The exact path for output row r (local to block blk), column col: log sum W exp(v) shifted by the
 // row's own max over its nonzero-weight children; -inf where all of them are -inf (or none exists).
+template <bool F>
 __device__ __forceinline__ float exact_output(const Args& a, int64_t blk, int r, int64_t col) {
-  const int32_t* crow = a.child_rows + blk * a.fanin;
+  const int A = F ? a.A : 1;
+  const int32_t* crow = a.child_rows + blk * a.fanin * A;
   const int64_t* woff = a.weight_offsets + blk * a.fanin;
   float mr = neg_inf();
   for (int k = 0; k < a.fanin; ++k) {
-    const int32_t c0 = crow[k];
-    if (c0 < 0) continue;
+    const int32_t* st = crow + k * A;
+    if (st[0] < 0) continue;
     const float* w = a.params + woff[k] + static_cast<int64_t>(r) * a.cb;
     for (int c = 0; c < a.cb; ++c)
-      if (w[c] != 0.0f) mr = fmaxf(mr, a.values[(static_cast<int64_t>(c0) + c) * a.batch + col]);
+      if (w[c] != 0.0f) mr = fmaxf(mr, fused_value(a.values, st, A, c, a.batch, col));
   }
   if (mr == neg_inf()) return neg_inf();
   float acc = 0.0f;
   for (int k = 0; k < a.fanin; ++k) {
-    const int32_t c0 = crow[k];
-    if (c0 < 0) continue;
+    const int32_t* st = crow + k * A;
+    if (st[0] < 0) continue;
     const float* w = a.params + woff[k] + static_cast<int64_t>(r) * a.cb;
     for (int c = 0; c < a.cb; ++c)
-      if (w[c] != 0.0f) acc += w[c] * expf(a.values[(static_cast<int64_t>(c0) + c) * a.batch + col] - mr);
+      if (w[c] != 0.0f) acc += w[c] * expf(fused_value(a.values, st, A, c, a.batch, col) - mr);
   }
   return logf(acc) + mr;
 }
@@ -297,7 +301,7 @@ __device__ __forceinline__ void tc_group(const float* __restrict__ wa, const flo
 }
 
 // split = CTAs per cluster sharing one item's K range (1: no cluster launch).
-template <Precision P, int BM>
+template <Precision P, int BM, bool F>
 __global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, const int split) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   using Sh = TcShared<P, BM>;
@@ -311,6 +315,7 @@ __global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, cons
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int g = lane >> 2, t = lane & 3;
   const int b = a.b, cb = a.cb, fanin = a.fanin;
+  const int A = F ? a.A : 1;  // F: the partition reads fused products (a separate kernel keeps the other lean)
   const int K = fanin * cb;  // < INT_MAX - kBK: checked by the launcher
   // Warp tile: rows wr0 .. wr0 + kWR - 1 (warp row wrow), columns wc0 .. wc0 + 31.
   const int wrow = warp >> 2, wr0 = wrow * kWR, wc0 = (warp & 3) * 32;
@@ -350,18 +355,18 @@ __global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, cons
     // The tile's child lists and weight offsets into shared memory (staging reads them per chunk), and
     // segments: runs of blocks with identical child lists (warp j compares block j with j - 1).
     __syncthreads();  // the previous item is done with the tables
-    const int tab_n = nblk * fanin;
-    const bool tab = tab_n <= kTab;
+    const int tab_n = nblk * fanin, list = fanin * A;  // list: child starts per block
+    const bool tab = nblk * list <= kTab;
     if (tab) {
       for (int i = tid; i < tab_n; i += kThreads) {
-        sm.crow[i] = a.child_rows[g0 * fanin + i];
         sm.woff[i] = a.weight_offsets[g0 * fanin + i];
+        for (int x = 0; x < A; ++x) sm.crow[i * A + x] = a.child_rows[(g0 * fanin + i) * A + x];
       }
     }
     if (warp < nblk) {
       bool d = warp == 0;
-      for (int k = lane; k < fanin && !d; k += 32)
-        d = a.child_rows[(g0 + warp) * fanin + k] != a.child_rows[(g0 + warp - 1) * fanin + k];
+      for (int k = lane; k < list && !d; k += 32)
+        d = a.child_rows[(g0 + warp) * list + k] != a.child_rows[(g0 + warp - 1) * list + k];
       d = __any_sync(kFull, d);
       if (lane == 0) sm.differs[warp] = d;
     }
@@ -371,7 +376,7 @@ __global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, cons
     for (int s0 = 0; s0 < nblk;) {
       int s1 = s0 + 1;
       while (s1 < nblk && !sm.differs[s1]) ++s1;
-      const int32_t* ctab = tab ? sm.crow + s0 * fanin : a.child_rows + (g0 + s0) * fanin;
+      const int32_t* ctab = tab ? sm.crow + s0 * list : a.child_rows + (g0 + s0) * list;
       const int r0 = s0 * rows_per_blk, r1 = s1 * rows_per_blk;  // the segment's tile rows
       unsigned live = 0;  // this warp's m-tiles inside the segment (segments are multiples of 16 rows)
 #pragma unroll
@@ -379,7 +384,8 @@ __global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, cons
 
       // Stage chunk c of this CTA's K range into ring slot st. E rows past K or of padding child
       // blocks are -inf (E = 0), columns past the batch zero (never stored); W of segment rows only,
-      // zero past K and for padding.
+      // zero past K and for padding. A fused child block's rows are summed in registers on the way
+      // (plain loads: cp.async cannot add), the rest are copied asynchronously.
       auto issue = [&](int c, int st) {
         float* ws = sm.ring + st * Ld::kStageFloats;
         float* es = ws + Ld::kEOffset;
@@ -388,8 +394,22 @@ __global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, cons
         for (int i = 0; i < 4; ++i) {
           const int kl = (tid >> 5) + 8 * i, col = (tid & 31) << 2, kr = kc0 + kl;
           float* dst = es + kl * Ld::kE + col;
-          const int32_t r = kr < K ? ctab[kr >> a.lcb] : -1;
-          if (r >= 0) {
+          const int32_t* cst = ctab + (kr >> a.lcb) * A;
+          const int32_t r = kr < K ? cst[0] : -1;
+          if (F && r >= 0) {
+            const int n = min(max(cols - col, 0), 4);
+            const int64_t cr = kr & (cb - 1), tc = t0 + col;
+            float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (a.vec_e && n == 4) {
+              v = fused_value4(a.values, cst, A, cr, a.batch, tc);
+            } else {
+              if (n > 0) v.x = fused_value(a.values, cst, A, cr, a.batch, tc);
+              if (n > 1) v.y = fused_value(a.values, cst, A, cr, a.batch, tc + 1);
+              if (n > 2) v.z = fused_value(a.values, cst, A, cr, a.batch, tc + 2);
+              if (n > 3) v.w = fused_value(a.values, cst, A, cr, a.batch, tc + 3);
+            }
+            *reinterpret_cast<float4*>(dst) = v;
+          } else if (r >= 0) {
             const int n = min(max(cols - col, 0), 4);
             const float* src = a.values + (static_cast<int64_t>(r) + (kr & (cb - 1))) * a.batch + t0 + col;
             if (a.vec_e) {
@@ -501,7 +521,7 @@ __global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, cons
             }
             const int64_t j = g0 + (b <= kBM ? (rho >> a.lb) : 0);
             const int lr = b <= kBM ? (rho & (b - 1)) : lr0 + rho;
-            const float out = trusted(sum) ? logf(sum) + mx : exact_output(a, j, lr, t0 + col);
+            const float out = trusted(sum) ? logf(sum) + mx : exact_output<F>(a, j, lr, t0 + col);
             a.values[(static_cast<int64_t>(a.out_rows[j]) + lr) * a.batch + t0 + col] = out;
           }
         }
@@ -516,7 +536,7 @@ __global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, cons
 // ---------------------------------------------------------------------------------------------
 // SIMT float32 path: warp per (block, RB-row slice, 64 columns).
 
-template <int RB>
+template <int RB, bool F>
 __global__ void __launch_bounds__(kThreads, 4) sum_forward_simt(const Args a, int64_t num_items) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t item = static_cast<int64_t>(blockIdx.x) * (kThreads / 32) + warp;
@@ -524,8 +544,8 @@ __global__ void __launch_bounds__(kThreads, 4) sum_forward_simt(const Args a, in
   const int slices = a.b / RB;
   const int64_t blk = item / slices;
   const int r0 = static_cast<int>(item % slices) * RB;
-  const int cb = a.cb, fanin = a.fanin;
-  const int32_t* crow = a.child_rows + blk * fanin;
+  const int cb = a.cb, fanin = a.fanin, A = F ? a.A : 1;
+  const int32_t* crow = a.child_rows + blk * fanin * A;
   const int64_t* woff = a.weight_offsets + blk * fanin;
 
   for (int64_t tile = blockIdx.y; tile < a.num_tiles; tile += gridDim.y) {
@@ -536,13 +556,21 @@ __global__ void __launch_bounds__(kThreads, 4) sum_forward_simt(const Args a, in
 
     float m0 = neg_inf(), m1 = neg_inf();
     for (int k = 0; k < fanin; ++k) {
-      const int32_t r = crow[k];
+      const int32_t* st = crow + k * A;
+      const int32_t r = st[0];
       if (r < 0) continue;
       const float* v = a.values + static_cast<int64_t>(r) * a.batch;
+      if constexpr (F) {
+        for (int c = 0; c < cb; ++c) {
+          if (ok0) m0 = fmaxf(m0, fused_value(a.values, st, A, c, a.batch, c0));
+          if (ok1) m1 = fmaxf(m1, fused_value(a.values, st, A, c, a.batch, c1));
+        }
+      } else {
 #pragma unroll 4
-      for (int c = 0; c < cb; ++c) {
-        if (ok0) m0 = fmaxf(m0, v[c * a.batch + c0]);
-        if (ok1) m1 = fmaxf(m1, v[c * a.batch + c1]);
+        for (int c = 0; c < cb; ++c) {
+          if (ok0) m0 = fmaxf(m0, v[c * a.batch + c0]);
+          if (ok1) m1 = fmaxf(m1, v[c * a.batch + c1]);
+        }
       }
     }
     m0 = m0 == neg_inf() ? 0.0f : m0;
@@ -552,14 +580,13 @@ __global__ void __launch_bounds__(kThreads, 4) sum_forward_simt(const Args a, in
 #pragma unroll
     for (int r = 0; r < RB; ++r) acc[r][0] = acc[r][1] = 0.0f;
     for (int k = 0; k < fanin; ++k) {
-      const int32_t r = crow[k];
-      if (r < 0) continue;
-      const float* v = a.values + static_cast<int64_t>(r) * a.batch;
+      const int32_t* st = crow + k * A;
+      if (st[0] < 0) continue;
       const float* w = a.params + woff[k] + static_cast<int64_t>(r0) * cb;
 #pragma unroll 2
       for (int c = 0; c < cb; ++c) {
-        const float e0 = ok0 ? __expf(v[c * a.batch + c0] - m0) : 0.0f;
-        const float e1 = ok1 ? __expf(v[c * a.batch + c1] - m1) : 0.0f;
+        const float e0 = ok0 ? __expf(fused_value(a.values, st, A, c, a.batch, c0) - m0) : 0.0f;
+        const float e1 = ok1 ? __expf(fused_value(a.values, st, A, c, a.batch, c1) - m1) : 0.0f;
 #pragma unroll
         for (int q = 0; q < RB; ++q) {
           const float wq = w[q * cb + c];
@@ -571,8 +598,8 @@ __global__ void __launch_bounds__(kThreads, 4) sum_forward_simt(const Args a, in
 #pragma unroll
     for (int q = 0; q < RB; ++q) {
       float* out = a.values + (static_cast<int64_t>(a.out_rows[blk]) + r0 + q) * a.batch;
-      if (ok0) out[c0] = trusted(acc[q][0]) ? logf(acc[q][0]) + m0 : exact_output(a, blk, r0 + q, c0);
-      if (ok1) out[c1] = trusted(acc[q][1]) ? logf(acc[q][1]) + m1 : exact_output(a, blk, r0 + q, c1);
+      if (ok0) out[c0] = trusted(acc[q][0]) ? logf(acc[q][0]) + m0 : exact_output<F>(a, blk, r0 + q, c0);
+      if (ok1) out[c1] = trusted(acc[q][1]) ? logf(acc[q][1]) + m1 : exact_output<F>(a, blk, r0 + q, c1);
     }
   }
 }
@@ -580,24 +607,24 @@ __global__ void __launch_bounds__(kThreads, 4) sum_forward_simt(const Args a, in
 // SIMT, K split over the warps of a CTA: CTA per (block, RB-row slice, 32 columns), lane = column,
 // warp w takes the K entries k = w, w + 8, ...; the column max and then the sums are combined in
 // shared memory. Same result as sum_forward_simt up to the order of the float additions.
-template <int RB>
+template <int RB, bool F>
 __global__ void __launch_bounds__(kThreads, 4) sum_forward_wide(const Args a, int64_t num_items) {
   __shared__ float red[kThreads / 32][RB][32];
   __shared__ float colmax[32];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int slices = a.b / RB, cb = a.cb, K = a.fanin * cb;
+  const int slices = a.b / RB, cb = a.cb, K = a.fanin * cb, A = F ? a.A : 1;
   for (int64_t item = blockIdx.x; item < num_items; item += gridDim.x) {
     const int64_t blk = item / slices;
     const int r0 = static_cast<int>(item % slices) * RB;
-    const int32_t* crow = a.child_rows + blk * a.fanin;
+    const int32_t* crow = a.child_rows + blk * a.fanin * A;
     const int64_t* woff = a.weight_offsets + blk * a.fanin;
     for (int64_t tile = blockIdx.y; tile * 32 < a.batch; tile += gridDim.y) {
       const int64_t col = tile * 32 + lane;
       const bool ok = col < a.batch;
       float m = neg_inf();
       for (int k = warp; k < K; k += kThreads / 32) {
-        const int32_t r = crow[k / cb];
-        if (r >= 0 && ok) m = fmaxf(m, a.values[(static_cast<int64_t>(r) + k % cb) * a.batch + col]);
+        const int32_t* st = crow + (k / cb) * A;
+        if (st[0] >= 0 && ok) m = fmaxf(m, fused_value(a.values, st, A, k % cb, a.batch, col));
       }
       red[warp][0][lane] = m;
       __syncthreads();
@@ -612,9 +639,9 @@ __global__ void __launch_bounds__(kThreads, 4) sum_forward_wide(const Args a, in
 #pragma unroll
       for (int q = 0; q < RB; ++q) acc[q] = 0.0f;
       for (int k = warp; k < K; k += kThreads / 32) {
-        const int32_t r = crow[k / cb];
-        if (r < 0) continue;
-        const float e = ok ? __expf(a.values[(static_cast<int64_t>(r) + k % cb) * a.batch + col] - shift) : 0.0f;
+        const int32_t* st = crow + (k / cb) * A;
+        if (st[0] < 0) continue;
+        const float e = ok ? __expf(fused_value(a.values, st, A, k % cb, a.batch, col) - shift) : 0.0f;
         const float* w = a.params + woff[k / cb] + static_cast<int64_t>(r0) * cb + k % cb;
 #pragma unroll
         for (int q = 0; q < RB; ++q) acc[q] = fmaf(w[q * cb], e, acc[q]);
@@ -628,7 +655,7 @@ __global__ void __launch_bounds__(kThreads, 4) sum_forward_wide(const Args a, in
           float sum = 0.0f;
           for (int w = 0; w < kThreads / 32; ++w) sum += red[w][q][lane];
           float* out = a.values + (static_cast<int64_t>(a.out_rows[blk]) + r0 + q) * a.batch;
-          out[col] = trusted(sum) ? logf(sum) + shift : exact_output(a, blk, r0 + q, col);
+          out[col] = trusted(sum) ? logf(sum) + shift : exact_output<F>(a, blk, r0 + q, col);
         }
       }
       __syncthreads();  // red and colmax are reused by the next tile
@@ -662,11 +689,13 @@ TcDevice tc_device() {
   TcDevice d;
   int sms = 1, per_sm = 1;
   PCC_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  auto* kernel = sum_forward_tc<P, BM>;
-  PCC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      static_cast<int>(sizeof(TcShared<P, BM>))));
-  PCC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                      static_cast<int>(cudaSharedmemCarveoutMaxShared)));
+  auto* kernel = sum_forward_tc<P, BM, false>;
+  for (auto* k : {kernel, sum_forward_tc<P, BM, true>}) {  // the fused variant: same launch shape
+    PCC_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(sizeof(TcShared<P, BM>))));
+    PCC_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                        static_cast<int>(cudaSharedmemCarveoutMaxShared)));
+  }
   PCC_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, sizeof(TcShared<P, BM>)));
   d.resident = sms * std::max(per_sm, 1);
   for (int s = 2; s <= kMaxSplit; ++s) {
@@ -721,7 +750,8 @@ void launch_tc(Args a, int64_t num_blocks, cudaStream_t stream) {
   const int split = choose_split(d, items, nch);
   const int64_t ctas = std::min<int64_t>(items * split, (INT_MAX / split) * split);
   if (split == 1) {
-    sum_forward_tc<P, BM><<<static_cast<unsigned>(ctas), kThreads, sizeof(TcShared<P, BM>), stream>>>(a, 1);
+    auto* kernel = a.A > 1 ? sum_forward_tc<P, BM, true> : sum_forward_tc<P, BM, false>;
+    kernel<<<static_cast<unsigned>(ctas), kThreads, sizeof(TcShared<P, BM>), stream>>>(a, 1);
     return;
   }
   cudaLaunchAttribute attr;
@@ -736,7 +766,18 @@ void launch_tc(Args a, int64_t num_blocks, cudaStream_t stream) {
   cfg.stream = stream;
   cfg.attrs = &attr;
   cfg.numAttrs = 1;
-  PCC_CUDA_CHECK(cudaLaunchKernelEx(&cfg, sum_forward_tc<P, BM>, a, split));
+  PCC_CUDA_CHECK(cudaLaunchKernelEx(&cfg, a.A > 1 ? sum_forward_tc<P, BM, true> : sum_forward_tc<P, BM, false>, a,
+                                    split));
+}
+
+// The SIMT kernels (Wide: K split over a CTA) for RB rows per warp (1, 2, 4 or 8).
+template <bool Wide, bool F>
+void launch_simt(int rb, dim3 grid, const Args& a, int64_t items, cudaStream_t stream) {
+  auto* k = Wide ? sum_forward_wide<8, F> : sum_forward_simt<8, F>;
+  if (rb == 1) k = Wide ? sum_forward_wide<1, F> : sum_forward_simt<1, F>;
+  if (rb == 2) k = Wide ? sum_forward_wide<2, F> : sum_forward_simt<2, F>;
+  if (rb == 4) k = Wide ? sum_forward_wide<4, F> : sum_forward_simt<4, F>;
+  k<<<grid, kThreads, 0, stream>>>(a, items);
 }
 
 }  // namespace
@@ -761,6 +802,7 @@ void sum_forward(const DevSum& s, const float* params, float* values, int64_t ba
   a.lb = ilog2(b);
   a.lcb = ilog2(cb);
   a.fanin = s.fanin;
+  a.A = s.child_arity;
   a.vec_e = batch % 4 == 0 && reinterpret_cast<uintptr_t>(values) % 16 == 0;
   a.items = 0;
 
@@ -787,24 +829,14 @@ void sum_forward(const DevSum& s, const float* params, float* values, int64_t ba
       const int64_t tiles = (batch + 31) / 32;
       const dim3 grid(static_cast<unsigned>(std::min<int64_t>(items, 65535)),
                       static_cast<unsigned>(std::min<int64_t>(tiles, 65535)));
-      switch (rb) {
-        case 1: sum_forward_wide<1><<<grid, kThreads, 0, stream>>>(a, items); break;
-        case 2: sum_forward_wide<2><<<grid, kThreads, 0, stream>>>(a, items); break;
-        case 4: sum_forward_wide<4><<<grid, kThreads, 0, stream>>>(a, items); break;
-        default: sum_forward_wide<8><<<grid, kThreads, 0, stream>>>(a, items); break;
-      }
+      a.A > 1 ? launch_simt<true, true>(rb, grid, a, items, stream) : launch_simt<true, false>(rb, grid, a, items, stream);
       PCC_CUDA_CHECK_LAUNCH("sum_forward (wide)");
       return;
     }
     const int64_t ctas = (items + kThreads / 32 - 1) / (kThreads / 32);
     PCC_CHECK(ctas <= INT_MAX, "sum_forward: too many sum blocks (", s.num_blocks, ")");
     const dim3 grid(static_cast<unsigned>(ctas), grid_y);
-    switch (rb) {
-      case 1: sum_forward_simt<1><<<grid, kThreads, 0, stream>>>(a, items); break;
-      case 2: sum_forward_simt<2><<<grid, kThreads, 0, stream>>>(a, items); break;
-      case 4: sum_forward_simt<4><<<grid, kThreads, 0, stream>>>(a, items); break;
-      default: sum_forward_simt<8><<<grid, kThreads, 0, stream>>>(a, items); break;
-    }
+    a.A > 1 ? launch_simt<false, true>(rb, grid, a, items, stream) : launch_simt<false, false>(rb, grid, a, items, stream);
   }
   PCC_CUDA_CHECK_LAUNCH("sum_forward");
 }

@@ -85,15 +85,11 @@ class TensorCircuit(nn.Module):
     vector of the circuit, `to_circuit()` returns the circuit with the current parameters.
     """
 
-    def __init__(self, root, plan, group_ids, device="cpu", precision="tf32", compile_options=None):
+    def __init__(self, root, plan, group_ids, device="cpu", precision="tf32"):
         super().__init__()
         self.root = root
         self._plan = plan
         self._group_ids = group_ids
-        # pcc.compile's options: a plan with fused products is compiled again without them for the
-        # CUDA backend, which does not run them yet (same parameter layout, so nothing else changes).
-        self._compile_options = dict(compile_options or {})
-        self._fused = plan.summary()["fused_product_edges"] > 0
         if precision not in PRECISIONS:
             raise Error(f"precision: expected one of {PRECISIONS}, got {precision!r}")
         self.precision = precision  # of the CUDA sum layers' tensor-core products
@@ -247,19 +243,8 @@ class TensorCircuit(nn.Module):
         dev = self.param_flows.device
         b = self._backends.get(dev)
         if b is None:
-            b = self._backends[dev] = backend_for(self._plan_for(dev), dev)
+            b = self._backends[dev] = backend_for(self._plan, dev)
         return b
-
-    def _plan_for(self, device):
-        """The plan a backend on `device` runs: the compiled one, except that the CUDA backend gets
-        the same circuit compiled without fused products (it cannot run them yet)."""
-        if device.type != "cuda" or not self._fused:
-            return self._plan
-        opts = dict(self._compile_options, fuse_products=False)
-        plan = _C.compile(to_ir(self.root, {}), **opts)
-        if plan.param_layout_id != self._plan.param_layout_id:
-            raise Error("internal error: the plan without fused products lays the parameters out differently")
-        return plan
 
     def _normalized(self):
         """The normalized parameters the kernels read: `params` in the EM form; in the gradient form
@@ -436,9 +421,8 @@ def compile(root, block_size=None, device="cpu", precision="tf32", max_partition
     compiled buffer, like the block layout of sum weights, so load it into a model compiled with the
     same options (one compiled into another layout refuses it).
     `fuse_products`: element-wise products (PD's, HCLT's, HMM's) are computed inside the sums that
-    read them and take no workspace rows (less memory, a faster CPU forward). The CPU backend runs
-    such plans; on CUDA the same circuit runs compiled without them for now (the parameter layout is
-    the same, so `state_dict`, `get_params` and the results do not change; `plan` stays the fused one).
+    read them and take no workspace rows (less memory, fewer launches). The parameter layout does not
+    change, so a `state_dict` moves between fused and unfused models of one circuit.
     Raises `pcc.Error` if the circuit is invalid.
     """
     try:
@@ -463,7 +447,7 @@ def compile(root, block_size=None, device="cpu", precision="tf32", max_partition
                 or block_size & (block_size - 1):
             raise Error(f"block_size: expected a power of two, got {block_size!r}")
     group_ids = {}
-    opts = dict(block_size=block_size or 0, max_partitions=max_partitions, reuse_rows=bool(reuse_rows),
-                chunk_input_rows=chunk_input_rows, category_major_cats=category_major_cats)
-    plan = _C.compile(to_ir(root, group_ids), fuse_products=fuse_products, **opts)
-    return TensorCircuit(root, plan, group_ids, device, precision, compile_options=opts)
+    plan = _C.compile(to_ir(root, group_ids), block_size=block_size or 0, max_partitions=max_partitions,
+                      reuse_rows=bool(reuse_rows), chunk_input_rows=chunk_input_rows,
+                      category_major_cats=category_major_cats, fuse_products=fuse_products)
+    return TensorCircuit(root, plan, group_ids, device, precision)

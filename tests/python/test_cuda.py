@@ -1,7 +1,8 @@
 """The CUDA backend against the CPU backend (the oracle), on the GPU machine; skipped without a GPU.
 
 Random circuits (tests/python/circuits.py) and the benchmark structures at small sizes, fresh random
-inputs and missing masks every run. Output buffers are poisoned with NaN before each call, so an
+inputs and missing masks every run, the GPU's plan compiled with and without fused products (the CPU
+oracle's without). Output buffers are poisoned with NaN before each call, so an
 element a kernel fails to write shows up. Tolerances: TF32 log-likelihoods within
 1e-3 * max(1, |ref|), BF16 within 1e-2 * max(1, |ref|); flows and EM parameters within 1e-3
 (relative to the largest flow of the circuit for flows).
@@ -45,10 +46,12 @@ def assert_close(got, ref, tol):
     assert err.size == 0 or err.max() <= tol, f"max relative error {err.max():.3g}"
 
 
-def check_model(root, x, missing, precision, category_major_cats=512):
-    # Both in the same parameter layout: flows and parameters are compared slot by slot.
+def check_model(root, x, missing, precision, category_major_cats=512, fuse=False):
+    # Both in the same parameter layout (fusion moves no parameter): flows and parameters are compared
+    # slot by slot.
     cpu = pcc.compile(root, category_major_cats=category_major_cats)
-    gpu = pcc.compile(root, device="cuda", precision=precision, category_major_cats=category_major_cats)
+    gpu = pcc.compile(root, device="cuda", precision=precision, category_major_cats=category_major_cats,
+                      fuse_products=fuse)
     xg = x.cuda()
     mg = missing.cuda() if missing is not None else None
     out, _ = forward_poisoned(gpu, xg, mg)
@@ -74,7 +77,7 @@ def check_model(root, x, missing, precision, category_major_cats=512):
 def test_random_circuits_tf32(data):
     root = data.draw(random_circuits())
     x, missing = data.draw(random_inputs(root, max_batch=70))
-    check_model(root, x, missing, "tf32", data.draw(st.sampled_from([512, 0])))
+    check_model(root, x, missing, "tf32", data.draw(st.sampled_from([512, 0])), data.draw(st.booleans()))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -82,7 +85,7 @@ def test_random_circuits_tf32(data):
 def test_random_circuits_bf16(data):
     root = data.draw(random_circuits())
     x, missing = data.draw(random_inputs(root, max_batch=70))
-    check_model(root, x, missing, "bf16")
+    check_model(root, x, missing, "bf16", fuse=data.draw(st.booleans()))
 
 
 def small_structures():
@@ -98,21 +101,23 @@ def small_structures():
     yield "hmm-vocab", pcc.structures.HMM(8, num_latents=40, num_emits=700), torch.randint(0, 700, (256, 8))
 
 
+@pytest.mark.parametrize("fuse", [False, True])
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])
-def test_benchmark_structures_small(precision):
+def test_benchmark_structures_small(precision, fuse):
     for name, root, data in small_structures():
         x = data[torch.randperm(len(data))[:200]]
         missing = torch.rand(x.shape) < 0.2
-        check_model(root, x, None, precision)
-        check_model(root, x, missing, precision)
+        check_model(root, x, None, precision, fuse=fuse)
+        check_model(root, x, missing, precision, fuse=fuse)
 
 
-def test_gradients_match_cpu():
+@pytest.mark.parametrize("fuse", [False, True])
+def test_gradients_match_cpu(fuse):
     for name, root, data in small_structures():
         x = data[:128]
         grads = []
         for device in ("cpu", "cuda"):
-            m = pcc.compile(root, device=device).requires_grad_(True)
+            m = pcc.compile(root, device=device, fuse_products=fuse and device == "cuda").requires_grad_(True)
             w = torch.linspace(-1, 1, len(x), device=device)
             (m(x.to(device)) * w).sum().backward()
             grads.append(m.log_params.grad.cpu())
