@@ -2,7 +2,8 @@
 // the element-wise product of A row runs that the plan never stores, so its log-value is the sum of
 // their values, and its flow goes to each of them. st points at the entry's A starts: the first
 // decides padding (-1), a later -1 is a product with fewer children than A. Summed in start order,
-// as the CPU's load_child, so both backends round alike.
+// as the CPU's load_child, so both backends round alike (the tensor-core forward adds the first run
+// to the sum of the others: the same for two, within an ulp or so for more).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -17,21 +18,6 @@ __device__ __forceinline__ float fused_value(const float* __restrict__ values, c
   float v = values[(static_cast<int64_t>(st[0]) + c) * batch + t];
   for (int a = 1; a < A; ++a)
     if (st[a] >= 0) v += values[(static_cast<int64_t>(st[a]) + c) * batch + t];
-  return v;
-}
-
-// The same for 4 consecutive columns t .. t + 3 (16-byte aligned rows).
-__device__ __forceinline__ float4 fused_value4(const float* __restrict__ values, const int32_t* st, int A, int64_t c,
-                                               int64_t batch, int64_t t) {
-  float4 v = *reinterpret_cast<const float4*>(values + (static_cast<int64_t>(st[0]) + c) * batch + t);
-  for (int a = 1; a < A; ++a) {
-    if (st[a] < 0) continue;
-    const float4 u = *reinterpret_cast<const float4*>(values + (static_cast<int64_t>(st[a]) + c) * batch + t);
-    v.x += u.x;
-    v.y += u.y;
-    v.z += u.z;
-    v.w += u.w;
-  }
   return v;
 }
 

@@ -22,6 +22,10 @@
 //    max grows (as flash attention does), then exponentiates and rounds them in registers. So the child
 //    values are read from memory once, with no separate max pass, and the final shift is the max over
 //    all K rows, as before.
+//    A partition that reads fused products (child_arity A > 1: a child block is the element-wise
+//    product of A row runs, fused_child.cuh) takes a variant whose stages hold two E tiles, the first
+//    run's and the second's (the sum of the others where A > 2, formed in registers), added at the
+//    B-fragment read; two such stages fill the shared memory three plain ones do.
 //    Where the grid would not fill the device once (2 CTAs per SM; a few large dense layers, HMM's), K
 //    is split over a thread-block cluster of 2-8 CTAs (the size needing the fewest waves: a cluster
 //    sits inside one GPC, so large clusters fit fewer per device) that combine their (accumulator,
@@ -62,7 +66,11 @@ constexpr int kT = 64;         // SIMT path: batch columns per tile
 constexpr int64_t kWideBelowWarps = 4096;  // SIMT: fewer warps than this (a few per SM) and long K: wide
 // Tensor-core path: batch columns, K rows per stage, ring stages. Tile rows BM are 128 or 64 (a template
 // parameter): 8 warps in 2 rows x 4 columns, each warp BM / 2 rows x 32 columns.
-constexpr int kBN = 128, kBK = 32, kStages = 3;
+constexpr int kBN = 128, kBK = 32;
+// Ring stages: 3; 2 where a stage holds two E tiles (fused products), to stay within the shared memory
+// of 2 CTAs per SM.
+template <bool F>
+constexpr int kStages = F ? 2 : 3;
 constexpr int kLdC = kBN + 8;  // accumulator tile rows: float2 stores of a warp hit distinct banks
 constexpr int kTab = 256;      // child-list / weight-offset entries of a row tile cached in shared memory
 constexpr int kMaxSplit = 8;   // CTAs per cluster that split K (the portable cluster limit)
@@ -178,34 +186,40 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], 
 // plus an immediate: TF32 reads one float of A at (g, t) and of B at (k t, n g), so W rows are 36 floats
 // (4 mod 32 banks) and E rows 136 (8 mod 32); BF16 reads a float2 of A at (g, 2t) and B at (k 2t, n g),
 // so 40 (8 mod 32) and 132 (4 mod 32). Rows stay 16-byte aligned for cp.async.
-template <Precision P, int BM>
+// A fused partition's stage holds a second E tile after the first (F): the first holds each child
+// block's first row run, the second the sum of the others (0 where there is none), and the B-fragment
+// read adds the two.
+template <Precision P, int BM, bool F>
 struct TcLd {
   static constexpr int kW = P == Precision::TF32 ? kBK + 4 : kBK + 8;
   static constexpr int kE = P == Precision::TF32 ? kBN + 8 : kBN + 4;
   static constexpr int kEOffset = BM * kW;  // E tile within a stage
-  static constexpr int kStageFloats = kEOffset + kBK * kE;
+  static constexpr int kE2 = kBK * kE;      // the second E tile, from the first
+  static constexpr int kStageFloats = kEOffset + (F ? 2 : 1) * kE2;
 };
 
 // Dynamic shared memory: 2 CTAs of 8 warps per SM, so 2 x (this + 1 KiB reserved) <= 228 KiB on
 // sm_90 (BM 128: TF32 108 KiB, BF16 112.5 KiB; one byte more and the SM holds one CTA, half the warps).
-template <Precision P, int BM>
+template <Precision P, int BM, bool F>
 struct TcShared {
   // The cp.async ring; after the K loop, the [BM][kLdC] accumulator tile and then, at kMOffset, the
   // [2][kBN] column shifts (per warp row) of a segment.
-  float ring[kStages * TcLd<P, BM>::kStageFloats];
+  float ring[kStages<F> * TcLd<P, BM, F>::kStageFloats];
   int64_t woff[kTab];  // the row tile's weight offsets and child rows, where they fit
   int32_t crow[kTab];
   int32_t differs[BM / 16];  // block j's child list differs from block j - 1's
   static constexpr int kMOffset = BM * kLdC;
 };
 constexpr int kMaxSmemPerCta = 113 * 1024;
-template <Precision P, int BM>
+template <Precision P, int BM, bool F>
 constexpr bool tc_fits() {
-  return sizeof(TcShared<P, BM>) <= kMaxSmemPerCta &&
-         TcShared<P, BM>::kMOffset + 2 * kBN <= kStages * TcLd<P, BM>::kStageFloats;  // epilogue tiles fit the ring
+  return sizeof(TcShared<P, BM, F>) <= kMaxSmemPerCta &&  // and the epilogue tiles fit the ring:
+         TcShared<P, BM, F>::kMOffset + 2 * kBN <= kStages<F> * TcLd<P, BM, F>::kStageFloats;
 }
-static_assert(tc_fits<Precision::TF32, 128>() && tc_fits<Precision::BF16, 128>(), "two CTAs per SM");
-static_assert(tc_fits<Precision::TF32, 64>() && tc_fits<Precision::BF16, 64>(), "two CTAs per SM");
+static_assert(tc_fits<Precision::TF32, 128, false>() && tc_fits<Precision::BF16, 128, false>(), "two CTAs per SM");
+static_assert(tc_fits<Precision::TF32, 64, false>() && tc_fits<Precision::BF16, 64, false>(), "two CTAs per SM");
+static_assert(tc_fits<Precision::TF32, 128, true>() && tc_fits<Precision::BF16, 128, true>(), "two CTAs per SM");
+static_assert(tc_fits<Precision::TF32, 64, true>() && tc_fits<Precision::BF16, 64, true>(), "two CTAs per SM");
 
 // One 16-byte chunk of weights (always whole: K and the chunk start are multiples of 4) by the widest
 // copies its alignment allows: weight blocks start anywhere in the parameter buffer.
@@ -226,11 +240,12 @@ __device__ __forceinline__ void copy_w(float* dst, const float* src) {
 // lane's A base (W row wr0 + g, column t (TF32) / 2t (BF16)), eb at its B base (E row t / 2t, column
 // wc0 + g). acc[i][j] is the warp's m-tile i (rows wr0 + 16 i ..) x n-tile j (columns wc0 + 8 j ..);
 // m[j] the running max of column wc0 + 8 j + g over this warp's K rows so far (-inf: none seen, shift 0).
-template <Precision P, int MT, int kg>
+template <Precision P, int MT, int kg, bool F>
 __device__ __forceinline__ void tc_group(const float* __restrict__ wa, const float* __restrict__ eb,
                                          float (&acc)[MT][4][4], float (&m)[4], unsigned live, int t) {
   constexpr bool kTf32 = P == Precision::TF32;
-  constexpr int LW = TcLd<P, 128>::kW, LE = TcLd<P, 128>::kE;  // row strides do not depend on BM
+  constexpr int LW = TcLd<P, 128, F>::kW, LE = TcLd<P, 128, F>::kE;  // row strides do not depend on BM
+  constexpr int E2 = TcLd<P, 128, F>::kE2;
   // Per n-tile j: its B values (4 per lane: K rows kg + (TF32: t, t+4, t+8, t+12; BF16: 2t, 2t+1,
   // 2t+8, 2t+9), column wc0 + 8 j + g), their max over the 4 lanes of group g (which hold one column's
   // K rows between them), the rescale, and E = exp(v - shift) <= 1 in the tensor cores' input type.
@@ -239,7 +254,10 @@ __device__ __forceinline__ void tc_group(const float* __restrict__ wa, const flo
   for (int j = 0; j < 4; ++j) {
     float v[4];
 #pragma unroll
-    for (int q = 0; q < 4; ++q) v[q] = eb[(kg + (kTf32 ? 4 * q : (q & 1) + 8 * (q >> 1))) * LE + 8 * j];
+    for (int q = 0; q < 4; ++q) {
+      const int o = (kg + (kTf32 ? 4 * q : (q & 1) + 8 * (q >> 1))) * LE + 8 * j;
+      v[q] = F ? eb[o] + eb[E2 + o] : eb[o];
+    }
     float cm = fmaxf(fmaxf(v[0], v[1]), fmaxf(v[2], v[3]));
     cm = fmaxf(cm, __shfl_xor_sync(kFull, cm, 1));
     cm = fmaxf(cm, __shfl_xor_sync(kFull, cm, 2));
@@ -304,8 +322,9 @@ __device__ __forceinline__ void tc_group(const float* __restrict__ wa, const flo
 template <Precision P, int BM, bool F>
 __global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, const int split) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
-  using Sh = TcShared<P, BM>;
-  using Ld = TcLd<P, BM>;
+  using Sh = TcShared<P, BM, F>;
+  using Ld = TcLd<P, BM, F>;
+  constexpr int kSt = kStages<F>;
   Sh& sm = *reinterpret_cast<Sh*>(smem_raw);
 
   constexpr bool kTf32 = P == Precision::TF32;
@@ -384,8 +403,8 @@ __global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, cons
 
       // Stage chunk c of this CTA's K range into ring slot st. E rows past K or of padding child
       // blocks are -inf (E = 0), columns past the batch zero (never stored); W of segment rows only,
-      // zero past K and for padding. A fused child block's rows are summed in registers on the way
-      // (plain loads: cp.async cannot add), the rest are copied asynchronously.
+      // zero past K and for padding. A fused child block's first run goes to the first E tile, a second
+      // one to the second (both cp.async); more than two are summed in registers (plain loads).
       auto issue = [&](int c, int st) {
         float* ws = sm.ring + st * Ld::kStageFloats;
         float* es = ws + Ld::kEOffset;
@@ -396,30 +415,47 @@ __global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, cons
           float* dst = es + kl * Ld::kE + col;
           const int32_t* cst = ctab + (kr >> a.lcb) * A;
           const int32_t r = kr < K ? cst[0] : -1;
-          if (F && r >= 0) {
-            const int n = min(max(cols - col, 0), 4);
-            const int64_t cr = kr & (cb - 1), tc = t0 + col;
-            float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            if (a.vec_e && n == 4) {
-              v = fused_value4(a.values, cst, A, cr, a.batch, tc);
-            } else {
-              if (n > 0) v.x = fused_value(a.values, cst, A, cr, a.batch, tc);
-              if (n > 1) v.y = fused_value(a.values, cst, A, cr, a.batch, tc + 1);
-              if (n > 2) v.z = fused_value(a.values, cst, A, cr, a.batch, tc + 2);
-              if (n > 3) v.w = fused_value(a.values, cst, A, cr, a.batch, tc + 3);
-            }
-            *reinterpret_cast<float4*>(dst) = v;
-          } else if (r >= 0) {
-            const int n = min(max(cols - col, 0), 4);
-            const float* src = a.values + (static_cast<int64_t>(r) + (kr & (cb - 1))) * a.batch + t0 + col;
+          const int n = min(max(cols - col, 0), 4);
+          const int64_t cr = kr & (cb - 1);
+          auto copy_e = [&](float* d, int32_t run) {  // row cr of the run at `run`; 0 past the batch
+            const float* src = a.values + (static_cast<int64_t>(run) + cr) * a.batch + t0 + col;
             if (a.vec_e) {
-              cp_async16(dst, n > 0 ? src : a.values, 4 * n);
+              cp_async16(d, n > 0 ? src : a.values, 4 * n);
             } else {
 #pragma unroll
-              for (int e = 0; e < 4; ++e) cp_async4(dst + e, e < n ? src + e : a.values, e < n ? 4 : 0);
+              for (int e = 0; e < 4; ++e) cp_async4(d + e, e < n ? src + e : a.values, e < n ? 4 : 0);
+            }
+          };
+          if (r >= 0) {
+            copy_e(dst, r);
+            if constexpr (F) {
+              float* const d2 = dst + Ld::kE2;
+              if (A == 2 && cst[1] >= 0) {
+                copy_e(d2, cst[1]);
+              } else {  // none (0), or the sum of the other runs in registers (plain loads)
+                float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                for (int x = 1; x < A; ++x) {
+                  if (cst[x] < 0) continue;
+                  const float* src = a.values + (static_cast<int64_t>(cst[x]) + cr) * a.batch + t0 + col;
+                  if (a.vec_e && n == 4) {
+                    const float4 u = *reinterpret_cast<const float4*>(src);
+                    v.x += u.x;
+                    v.y += u.y;
+                    v.z += u.z;
+                    v.w += u.w;
+                  } else {
+                    if (n > 0) v.x += src[0];
+                    if (n > 1) v.y += src[1];
+                    if (n > 2) v.z += src[2];
+                    if (n > 3) v.w += src[3];
+                  }
+                }
+                *reinterpret_cast<float4*>(d2) = v;
+              }
             }
           } else {
             *reinterpret_cast<float4*>(dst) = make_float4(neg_inf(), neg_inf(), neg_inf(), neg_inf());
+            if constexpr (F) *reinterpret_cast<float4*>(dst + Ld::kE2) = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
           }
         }
 #pragma unroll
@@ -447,28 +483,28 @@ __global__ void __launch_bounds__(kThreads, 2) sum_forward_tc(const Args a, cons
           for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
       float m[4] = {neg_inf(), neg_inf(), neg_inf(), neg_inf()};
 
-      // One commit group per chunk (empty past the end) so that wait_group<kStages - 2> at chunk c
+      // One commit group per chunk (empty past the end) so that wait_group<kSt - 2> at chunk c
       // always means: chunk c has landed.
 #pragma unroll
-      for (int c = 0; c < kStages - 1; ++c) {
+      for (int c = 0; c < kSt - 1; ++c) {
         if (c < nch) issue(c, c);
         cp_async_commit();
       }
 #pragma unroll 1
       for (int c = 0; c < nch; ++c) {
-        cp_async_wait<kStages - 2>();
+        cp_async_wait<kSt - 2>();
         __syncthreads();  // chunk c visible to all; all warps are past chunk c - 1, so its slot is free
-        if (c + kStages - 1 < nch) issue(c + kStages - 1, (c + kStages - 1) % kStages);
+        if (c + kSt - 1 < nch) issue(c + kSt - 1, (c + kSt - 1) % kSt);
         cp_async_commit();
         if (live) {
-          const float* ws = sm.ring + (c % kStages) * Ld::kStageFloats;
+          const float* ws = sm.ring + (c % kSt) * Ld::kStageFloats;
           const float* wa = ws + (wr0 + g) * Ld::kW + (kTf32 ? t : 2 * t);
           const float* eb = ws + Ld::kEOffset + (kTf32 ? t : 2 * t) * Ld::kE + wc0 + g;
-          tc_group<P, MT, 0>(wa, eb, acc, m, live, t);
+          tc_group<P, MT, 0, F>(wa, eb, acc, m, live, t);
           // Keeps ptxas from hoisting the second group's loads over the first's MMAs, which would
           // need more than the 128 registers of 2 CTAs per SM.
           asm volatile("" ::: "memory");
-          tc_group<P, MT, 16>(wa, eb, acc, m, live, t);
+          tc_group<P, MT, 16, F>(wa, eb, acc, m, live, t);
         }
       }
 
@@ -677,7 +713,7 @@ struct TcDevice {
   int clusters[kMaxSplit + 1] = {};  // [s]: clusters of s CTAs resident at once (0: not schedulable)
 };
 
-template <Precision P, int BM>
+template <Precision P, int BM, bool F>
 TcDevice tc_device() {
   static std::mutex mu;
   static std::map<int, TcDevice> cache;
@@ -689,14 +725,12 @@ TcDevice tc_device() {
   TcDevice d;
   int sms = 1, per_sm = 1;
   PCC_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  auto* kernel = sum_forward_tc<P, BM, false>;
-  for (auto* k : {kernel, sum_forward_tc<P, BM, true>}) {  // the fused variant: same launch shape
-    PCC_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(sizeof(TcShared<P, BM>))));
-    PCC_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                        static_cast<int>(cudaSharedmemCarveoutMaxShared)));
-  }
-  PCC_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, sizeof(TcShared<P, BM>)));
+  auto* kernel = sum_forward_tc<P, BM, F>;
+  PCC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      static_cast<int>(sizeof(TcShared<P, BM, F>))));
+  PCC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                      static_cast<int>(cudaSharedmemCarveoutMaxShared)));
+  PCC_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, sizeof(TcShared<P, BM, F>)));
   d.resident = sms * std::max(per_sm, 1);
   for (int s = 2; s <= kMaxSplit; ++s) {
     cudaLaunchAttribute attr;
@@ -707,7 +741,7 @@ TcDevice tc_device() {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(s);
     cfg.blockDim = dim3(kThreads);
-    cfg.dynamicSmemBytes = sizeof(TcShared<P, BM>);
+    cfg.dynamicSmemBytes = sizeof(TcShared<P, BM, F>);
     cfg.attrs = &attr;
     cfg.numAttrs = 1;
     int clusters = 0;
@@ -739,19 +773,18 @@ int choose_split(const TcDevice& d, int64_t items, int64_t nch) {
   return best;
 }
 
-template <Precision P, int BM>
+template <Precision P, int BM, bool F>
 void launch_tc(Args a, int64_t num_blocks, cudaStream_t stream) {
   const int b = a.b;
   const int64_t groups = b <= BM ? (num_blocks + (BM / b) - 1) / (BM / b) : num_blocks * (b / BM);
   a.items = groups * a.num_tiles;
   const int64_t items = a.items;
-  const TcDevice d = tc_device<P, BM>();
+  const TcDevice d = tc_device<P, BM, F>();
   const int64_t nch = (static_cast<int64_t>(a.fanin) * a.cb + kBK - 1) / kBK;
   const int split = choose_split(d, items, nch);
   const int64_t ctas = std::min<int64_t>(items * split, (INT_MAX / split) * split);
   if (split == 1) {
-    auto* kernel = a.A > 1 ? sum_forward_tc<P, BM, true> : sum_forward_tc<P, BM, false>;
-    kernel<<<static_cast<unsigned>(ctas), kThreads, sizeof(TcShared<P, BM>), stream>>>(a, 1);
+    sum_forward_tc<P, BM, F><<<static_cast<unsigned>(ctas), kThreads, sizeof(TcShared<P, BM, F>), stream>>>(a, 1);
     return;
   }
   cudaLaunchAttribute attr;
@@ -762,12 +795,20 @@ void launch_tc(Args a, int64_t num_blocks, cudaStream_t stream) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(static_cast<unsigned>(ctas));
   cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = sizeof(TcShared<P, BM>);
+  cfg.dynamicSmemBytes = sizeof(TcShared<P, BM, F>);
   cfg.stream = stream;
   cfg.attrs = &attr;
   cfg.numAttrs = 1;
-  PCC_CUDA_CHECK(cudaLaunchKernelEx(&cfg, a.A > 1 ? sum_forward_tc<P, BM, true> : sum_forward_tc<P, BM, false>, a,
-                                    split));
+  PCC_CUDA_CHECK(cudaLaunchKernelEx(&cfg, sum_forward_tc<P, BM, F>, a, split));
+}
+
+// Tile rows BM and the fused variant (separate kernels: each keeps its own registers and ring).
+template <Precision P>
+void launch_tc_for(Args a, int64_t num_blocks, bool short_runs, cudaStream_t stream) {
+  if (a.A > 1)
+    short_runs ? launch_tc<P, 64, true>(a, num_blocks, stream) : launch_tc<P, 128, true>(a, num_blocks, stream);
+  else
+    short_runs ? launch_tc<P, 64, false>(a, num_blocks, stream) : launch_tc<P, 128, false>(a, num_blocks, stream);
 }
 
 // The SIMT kernels (Wide: K split over a CTA) for RB rows per warp (1, 2, 4 or 8).
@@ -814,11 +855,9 @@ void sum_forward(const DevSum& s, const float* params, float* values, int64_t ba
     // 8 warps work on one run.
     const bool short_runs = s.rows_per_child_list < 128;
     if (precision == Precision::BF16)
-      short_runs ? launch_tc<Precision::BF16, 64>(a, s.num_blocks, stream)
-                 : launch_tc<Precision::BF16, 128>(a, s.num_blocks, stream);
+      launch_tc_for<Precision::BF16>(a, s.num_blocks, short_runs, stream);
     else
-      short_runs ? launch_tc<Precision::TF32, 64>(a, s.num_blocks, stream)
-                 : launch_tc<Precision::TF32, 128>(a, s.num_blocks, stream);
+      launch_tc_for<Precision::TF32>(a, s.num_blocks, short_runs, stream);
   } else {
     a.num_tiles = (batch + kT - 1) / kT;
     const unsigned grid_y = static_cast<unsigned>(std::min<int64_t>(a.num_tiles, 65535));
