@@ -682,11 +682,24 @@ __global__ void __launch_bounds__(kTcThreads, 2)
                 __uint_as_float(m > -INFINITY ? to_tf32(__expf(child_v(half * CH + c, gt) - m)) : 0u);
         } else {  // a fused block's values (sums of rows) are formed once, into Es, then exponentiated there
           float pm = -INFINITY;
+          const int32_t s0 = starts[0], s1 = starts[1];  // (starts has room for kMaxChildArity)
+          if (s.child_arity == 2 && gt < batch) {  // binary products (PD, HMM, RAT-SPN): fixed strides
+            const int64_t rr = c0 + half * CH;
+            const float* const p0 = values + (s0 + rr) * batch + gt;
+            const float* const p1 = values + ((s1 >= 0 ? s1 : s0) + rr) * batch + gt;
+#pragma unroll
+            for (int c = 0; c < CH; ++c) {
+              const float v = s1 >= 0 ? p0[c * batch] + p1[c * batch] : p0[c * batch];
+              Es[(half * CH + c) * LDE + t] = v;
+              pm = fmaxf(pm, v);
+            }
+          } else {
 #pragma unroll 1
-          for (int c = 0; c < CH; ++c) {
-            const float v = gt < batch ? child_v(half * CH + c, gt) : -INFINITY;
-            Es[(half * CH + c) * LDE + t] = v;
-            pm = fmaxf(pm, v);
+            for (int c = 0; c < CH; ++c) {
+              const float v = gt < batch ? child_v(half * CH + c, gt) : -INFINITY;
+              Es[(half * CH + c) * LDE + t] = v;
+              pm = fmaxf(pm, v);
+            }
           }
           red[half * T + t] = pm;
           __syncthreads();
@@ -876,19 +889,38 @@ __global__ void __launch_bounds__(kTcThreads, 2)
                 const int64_t at = (i >> 1) * down + tl;
                 atomicAdd(frow + at, __expf(vrow[at] - m) * cacc[nt][i]);
               } else {  // a fused block's value is the sum of its rows: all loads before any atomic
-                cacc[nt][i] *= __expf(child_v(wm * 16 + g + 8 * (i >> 1), tbase + tl) - m);
+                float v;
+                if (s.child_arity == 2) {  // binary products: fixed strides
+                  const int32_t s0 = starts[0], s1 = starts[1];
+                  const int64_t at = (s0 + c0 + wm * 16 + g + 8 * (i >> 1)) * batch + tbase + tl;
+                  v = values[at];
+                  if (s1 >= 0) v += values[at + (static_cast<int64_t>(s1) - s0) * batch];
+                } else {
+                  v = child_v(wm * 16 + g + 8 * (i >> 1), tbase + tl);
+                }
+                cacc[nt][i] *= __expf(v - m);
               }
             }
           }
         if constexpr (F) {  // ... and its flow goes to each of its rows
+          const int32_t s0 = starts[0], s1 = starts[1];
+          const bool pair = s.child_arity == 2;
+          const int64_t rr = c0 + wm * 16 + g;  // rows rr, rr + 8 of the block
+          float* const f0 = flows + (s0 + rr) * batch + tbase;
+          float* const f1 = flows + ((s1 >= 0 ? s1 : s0) + rr) * batch + tbase;
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
               const int tl = wn * S::TN + nt * 8 + 2 * q + (i & 1);
-              if (tbase + tl < batch && Ms[tl] > -INFINITY)
-                fused_add_flow(flows, starts, s.child_arity, c0 + wm * 16 + g + 8 * (i >> 1), batch, tbase + tl,
-                               cacc[nt][i]);
+              if (!(tbase + tl < batch && Ms[tl] > -INFINITY)) continue;
+              if (pair) {  // binary products: fixed strides
+                const int64_t at = (i >> 1) * down + tl;
+                atomicAdd(f0 + at, cacc[nt][i]);
+                if (s1 >= 0) atomicAdd(f1 + at, cacc[nt][i]);
+              } else {
+                fused_add_flow(flows, starts, s.child_arity, rr + 8 * (i >> 1), batch, tbase + tl, cacc[nt][i]);
+              }
             }
         }
       }
