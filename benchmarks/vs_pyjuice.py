@@ -425,7 +425,11 @@ def run_config(name, args, device):
         model.zero_flows()
         model(xe).sum().backward()
         model.em_step(args.step_size, args.pseudocount)
+        # Read on the CPU: get_params of a CUDA model copies the whole buffer to the host per call,
+        # which for PD's thousands of vectors held the GPU for minutes.
+        model.to("cpu")
         after_pcc = {g: pcc_params(model, v) for g, v in vectors.items()}
+        model.to(device)
         if ll_pj is not None:
             r["ll_agree"] = rel_err(ll_pcc, ll_pj)
 
