@@ -4,7 +4,8 @@ timed calls after warm-up (CUDA events). Side-by-side with PyJuice is benchmarks
 
     python benchmarks/cuda_structures.py [--only hclt-256,pd-64] [--batch 512] [--precision tf32]
         [--profile N]   # also print the N kernels taking most GPU time per EM step (torch.profiler)
-        [--fuse-products off|on|both]   # compile option fuse_products (both: a row each, same circuit)
+        [--fuse-products auto|off|binary|on|compare]   # pcc.compile's fuse_products (compare: a row
+                                                       # for each of off, binary and on)
 """
 import argparse
 import torch
@@ -34,7 +35,7 @@ def main():
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--precision", default="tf32")
     ap.add_argument("--profile", type=int, default=0)
-    ap.add_argument("--fuse-products", choices=["off", "on", "both"], default="off")
+    ap.add_argument("--fuse-products", choices=["auto", "off", "binary", "on", "compare"], default="auto")
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
     print(f"| config | nodes | sum edges | layers | fwd ms | fwd+bwd ms | step ms | train GiB |")
@@ -44,8 +45,10 @@ def main():
             continue
         root = build()
         x = data(args.batch).cuda()
-        for fuse in {"off": [False], "on": [True], "both": [False, True]}[args.fuse_products]:
-            run(name + (" fused" if fuse else ""), root, x, args, fuse)
+        modes = {"off": [False], "on": [True], "compare": [False, "binary", True]}
+        for fuse in modes.get(args.fuse_products, [args.fuse_products]):
+            label = {False: " unfused", True: " fused", "binary": " fused binary"}.get(fuse, "")
+            run(name + (label if args.fuse_products == "compare" else ""), root, x, args, fuse)
         del root
 
 

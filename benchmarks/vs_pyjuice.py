@@ -356,7 +356,8 @@ def run_config(name, args, device):
         r["convert_s"] = time.perf_counter() - t
     t = time.perf_counter()
     # on the CPU; moved to the GPU in its turn
-    model = pcc.compile(root, precision=args.precision, fuse_products=args.fuse_products)
+    fuse = {"on": True, "off": False}.get(args.fuse_products, args.fuse_products)
+    model = pcc.compile(root, precision=args.precision, fuse_products=fuse)
     r["pcc_compile_s"] = time.perf_counter() - t
     r["edges"] = model.stats()["sum_edges"]
 
@@ -517,7 +518,7 @@ def summary(results, args, device):
         where = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     lines = [f"device: {where}; batch {args.batch}; "
              f"median of {args.reps}; pcc precision {args.precision}"
-             f"{', fused products' if args.fuse_products else ''}; EM step_size {args.step_size}, "
+             f", fuse_products {args.fuse_products}; EM step_size {args.step_size}, "
              f"pseudocount {args.pseudocount}; LL errors: max |ll - ref| / max(1, |ref|) on {args.ref_rows} "
              f"rows vs pcc.reference (float64); after one EM step on {args.em_rows} rows, max |a-b| / "
              f"max(|b|, 1e-3) over the parameters: EM err of each system vs pcc.reference_em (float64), "
@@ -573,8 +574,9 @@ def main():
                     help="skip the float64 EM oracle where its estimated CPU time exceeds this many "
                          "seconds (default 60: PD-64, HCLT-128, RAT-128/256 run; HMMs, PD-128+ do not)")
     ap.add_argument("--precision", default="tf32")
-    ap.add_argument("--fuse-products", action="store_true",
-                    help="pcc compiles with fuse_products (products computed inside the sums that read them)")
+    ap.add_argument("--fuse-products", choices=["binary", "on", "off"], default="binary",
+                    help="pcc.compile's fuse_products (products computed inside the sums that read them): "
+                         "binary (what it picks for CUDA), on (all), off")
     ap.add_argument("--step-size", type=float, default=0.1)
     ap.add_argument("--pseudocount", type=float, default=0.1)
     ap.add_argument("--pcc-only", action="store_true", help="skip PyJuice's compile/run (graph still built)")

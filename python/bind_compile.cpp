@@ -61,7 +61,7 @@ void bind_compile(py::module_& m) {
   m.def(
       "compile",
       [](const pcc::Circuit& c, int64_t block_size, int64_t max_partitions, bool reuse_rows,
-         int64_t chunk_input_rows, int64_t category_major_cats, bool fuse_products) {
+         int64_t chunk_input_rows, int64_t category_major_cats, bool fuse_products, int64_t fuse_max_arity) {
         py::gil_scoped_release nogil;
         pcc::CompileOptions o;
         o.block_size = block_size;
@@ -70,12 +70,14 @@ void bind_compile(py::module_& m) {
         o.chunk_input_rows = chunk_input_rows;
         o.category_major_cats = category_major_cats;
         o.fuse_products = fuse_products;
+        o.fuse_max_arity = fuse_max_arity;
         return pcc::compile(c, o);
       },
       py::arg("circuit"), py::arg("block_size") = 0, py::arg("max_partitions") = 4, py::arg("reuse_rows") = true,
       py::arg("chunk_input_rows") = pcc::CompileOptions().chunk_input_rows,
       py::arg("category_major_cats") = pcc::CompileOptions().category_major_cats,
-      py::arg("fuse_products") = pcc::CompileOptions().fuse_products);
+      py::arg("fuse_products") = pcc::CompileOptions().fuse_products,
+      py::arg("fuse_max_arity") = pcc::CompileOptions().fuse_max_arity);
   m.def(
       "dump_after",
       [](const pcc::Circuit& c, const std::string& pass, int64_t block_size) {

@@ -15,7 +15,8 @@
 //  * its children are sum or input rows, and where they include inputs, its layer reads at most
 //    `max_input_rows` input rows (CompileOptions::chunk_input_rows with reuse_rows): reuse_rows
 //    computes a layer reading more in chunks, each right before its products, which a sum reading
-//    the inputs itself would undo (all of them alive at once).
+//    the inputs itself would undo (all of them alive at once);
+//  * its child blocks have at most `max_arity` children (CompileOptions::fuse_max_arity).
 // Product layers left without partitions are dropped, fused vectors get vector_rows -1, and the rows
 // are renumbered without the fused partitions' rows (reuse_rows would keep rows nobody writes).
 #include <algorithm>
@@ -65,7 +66,7 @@ std::vector<int64_t> element_wise_starts(const ProductPartition& q, int64_t r, i
 
 }  // namespace
 
-Plan fuse_products(const Plan& p, int64_t max_input_rows) {
+Plan fuse_products(const Plan& p, int64_t max_input_rows, int64_t max_arity) {
   for (const Layer& l : p.layers)
     PCC_CHECK(l.recompute.empty(), "internal error: fuse_products runs before reuse_rows");
   const int64_t n = p.num_rows;
@@ -114,8 +115,10 @@ Plan fuse_products(const Plan& p, int64_t max_input_rows) {
         if (r < 0 || rows.part[r] < 0) continue;
         const PartRef& at = parts[rows.part[r]];
         const ProductPartition& q = p.layers[at.layer].products[at.index];
-        if (r + cb > q.row_start + q.num_nodes ||
-            element_wise_starts(q, r, cb, rows, inputs_ok[at.layer]).empty()) {
+        const auto starts = r + cb > q.row_start + q.num_nodes
+                                ? std::vector<int64_t>{}
+                                : element_wise_starts(q, r, cb, rows, inputs_ok[at.layer]);
+        if (starts.empty() || static_cast<int64_t>(starts.size()) > max_arity) {
           for (int64_t c = r; c < r + cb; ++c) keep_row(c);
         }
       }

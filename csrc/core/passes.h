@@ -68,7 +68,7 @@ Layering layerize(const Circuit& c);
 Partitioning partition_blocks(const Circuit& c, const Layering& l, int64_t block_size,
                               int64_t max_partitions);
 Plan plan_memory(const Circuit& c, const Partitioning& p, int64_t category_major_cats);
-Plan fuse_products(const Plan& p, int64_t max_input_rows);
+Plan fuse_products(const Plan& p, int64_t max_input_rows, int64_t max_arity);
 Plan reuse_rows(const Plan& p, int64_t chunk_input_rows);
 
 // Block pattern of one sum vector (block_pattern.cpp); block_size 0 = choose from the shape.

@@ -25,6 +25,7 @@ Plan compile(const Circuit& c, const CompileOptions& o, std::ostream* dump) {
   }
   PCC_CHECK(o.category_major_cats >= -1, "compile: category_major_cats must be >= -1, got ",
             o.category_major_cats);
+  PCC_CHECK(o.fuse_max_arity >= 1, "compile: fuse_max_arity must be >= 1, got ", o.fuse_max_arity);
   verify(c);
   if (after == "verify") *dump << dump_circuit(c);
   const Layering layering = layerize(c);
@@ -34,7 +35,7 @@ Plan compile(const Circuit& c, const CompileOptions& o, std::ostream* dump) {
   Plan plan = plan_memory(c, parts, o.category_major_cats);
   if (after == "plan_memory") *dump << dump_plan(plan);
   // Without reuse_rows every input keeps its rows anyway, so a sum may read any number of them.
-  if (o.fuse_products) plan = fuse_products(plan, o.reuse_rows ? o.chunk_input_rows : INT64_MAX);
+  if (o.fuse_products) plan = fuse_products(plan, o.reuse_rows ? o.chunk_input_rows : INT64_MAX, o.fuse_max_arity);
   if (after == "fuse_products") *dump << dump_plan(plan);
   if (o.reuse_rows) plan = reuse_rows(plan, o.chunk_input_rows);
   if (after == "reuse_rows") *dump << dump_plan(plan);

@@ -20,7 +20,8 @@ constexpr int kInternalError = 1;
 
 void usage(std::ostream& out) {
   out << "usage: pcc-compile IN.pcir [-o OUT.pcplan] [--block-size=N] [--max-partitions=N]\n"
-         "                   [--category-major-cats=N] [--fuse-products] [--chunk-input-rows=N]\n"
+         "                   [--category-major-cats=N] [--fuse-products] [--fuse-max-arity=N]\n"
+         "                   [--chunk-input-rows=N]\n"
          "                   [--dump-after=PASS] [--quiet]\n"
          "       pcc-compile --report PLAN.pcplan\n"
          "\n"
@@ -32,7 +33,8 @@ void usage(std::ostream& out) {
          "                         store categorical inputs with more than N categories category-major\n"
          "                         (default 512; 0: all, -1: none)\n"
          "  --fuse-products        compute element-wise products of sums inside the sums that read them\n"
-         "                         (no rows for their values; the CPU backend runs such plans, CUDA not yet)\n"
+         "                         (no rows for their values or flows)\n"
+         "  --fuse-max-arity=N     with --fuse-products: only products of at most N children (default 64)\n"
          "  --chunk-input-rows=N   a product layer reading more input rows than N runs in pieces, each\n"
          "                         right after its own inputs (default 16384)\n"
          "  --dump-after=PASS      print the result of PASS to stdout; passes:";
@@ -95,6 +97,8 @@ Args parse_args(int argc, char** argv) {
       a.options.category_major_cats = parse_int(arg, take(), -1);
     } else if (arg == "--chunk-input-rows") {
       a.options.chunk_input_rows = parse_int(arg, take(), 1);
+    } else if (arg == "--fuse-max-arity") {
+      a.options.fuse_max_arity = parse_int(arg, take(), 1);
     } else if (arg == "--fuse-products") {
       no_value();
       a.options.fuse_products = true;
@@ -128,7 +132,7 @@ Args parse_args(int argc, char** argv) {
     PCC_CHECK(a.output.empty() && o.dump_after.empty() && o.block_size == d.block_size &&
                   o.max_partitions == d.max_partitions && o.reuse_rows == d.reuse_rows &&
                   o.chunk_input_rows == d.chunk_input_rows && o.category_major_cats == d.category_major_cats &&
-                  o.fuse_products == d.fuse_products && !a.quiet,
+                  o.fuse_products == d.fuse_products && o.fuse_max_arity == d.fuse_max_arity && !a.quiet,
               "--report takes only a .pcplan file (compile options apply when compiling a circuit)");
   }
   return a;

@@ -403,8 +403,11 @@ class _NoCtx:
         pass
 
 
+FUSE_MODES = ("auto", "binary")  # besides True and False
+
+
 def compile(root, block_size=None, device="cpu", precision="tf32", max_partitions=4, reuse_rows=True,
-            chunk_input_rows=16384, category_major_cats=512, fuse_products=False):
+            chunk_input_rows=16384, category_major_cats=512, fuse_products="auto"):
     """Compile the circuit rooted at node vector `root` into a `TensorCircuit` on `device`.
 
     `block_size`: power-of-two upper bound for the node blocks of sum layers (None: chosen per layer
@@ -421,8 +424,11 @@ def compile(root, block_size=None, device="cpu", precision="tf32", max_partition
     compiled buffer, like the block layout of sum weights, so load it into a model compiled with the
     same options (one compiled into another layout refuses it).
     `fuse_products`: element-wise products (PD's, HCLT's, HMM's) are computed inside the sums that
-    read them and take no workspace rows (less memory, fewer launches). The parameter layout does not
-    change, so a `state_dict` moves between fused and unfused models of one circuit.
+    read them and take no workspace rows (less memory, fewer launches). True fuses every such product,
+    "binary" those of two children (the CUDA kernels read those at full speed: PD-64's EM step 20%
+    faster, 20% less memory), False none; "auto" (default) is "binary" when compiling for CUDA and
+    False for the CPU (a model keeps its plan when moved). The parameter layout does not change, so a
+    `state_dict` moves between fused and unfused models of one circuit.
     Raises `pcc.Error` if the circuit is invalid.
     """
     try:
@@ -440,8 +446,12 @@ def compile(root, block_size=None, device="cpu", precision="tf32", max_partition
     if isinstance(category_major_cats, bool) or not isinstance(category_major_cats, int) \
             or category_major_cats < -1:
         raise Error(f"category_major_cats: expected an integer >= -1, got {category_major_cats!r}")
-    if not isinstance(fuse_products, bool):
-        raise Error(f"fuse_products: expected True or False, got {fuse_products!r}")
+    if not (isinstance(fuse_products, bool) or (isinstance(fuse_products, str) and fuse_products in FUSE_MODES)):
+        raise Error(f"fuse_products: expected True, False, 'binary' or 'auto', got {fuse_products!r}")
+    if fuse_products == "auto":
+        fuse_products = "binary" if device.type == "cuda" else False
+    fuse = {"fuse_products": True, "fuse_max_arity": 2} if fuse_products == "binary" else \
+        {"fuse_products": fuse_products}
     if block_size is not None:
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1 \
                 or block_size & (block_size - 1):
@@ -449,5 +459,5 @@ def compile(root, block_size=None, device="cpu", precision="tf32", max_partition
     group_ids = {}
     plan = _C.compile(to_ir(root, group_ids), block_size=block_size or 0, max_partitions=max_partitions,
                       reuse_rows=bool(reuse_rows), chunk_input_rows=chunk_input_rows,
-                      category_major_cats=category_major_cats, fuse_products=fuse_products)
+                      category_major_cats=category_major_cats, **fuse)
     return TensorCircuit(root, plan, group_ids, device, precision)

@@ -152,12 +152,40 @@ def test_fused_plan_round_trips_and_the_cli_makes_it(tmp_path):
     zero = cli(str(tmp_path / "c.pcir"), "--chunk-input-rows=0")
     assert zero.returncode == 2 and "bad value '0' for --chunk-input-rows" in zero.stderr
     assert cli("--report", str(tmp_path / "cli.pcplan"), "--chunk-input-rows=2").returncode == 2
+    # --fuse-max-arity is CompileOptions::fuse_max_arity (PD's products of regions have two children,
+    # those of its 2x2 leaves four).
+    one = cli(str(tmp_path / "c.pcir"), "--fuse-products", "--fuse-max-arity", "1", "-o", str(tmp_path / "one.pcplan"))
+    assert one.returncode == 0 and "fused" not in one.stdout, one.stderr
+    two = cli(str(tmp_path / "c.pcir"), "--fuse-products", "--fuse-max-arity=2", "-o", str(tmp_path / "two.pcplan"))
+    assert two.returncode == 0 and "fused products of 2" in two.stdout and "of 4" not in two.stdout
+    assert pcc._C.Plan.load(str(tmp_path / "two.pcplan")).to_bytes() == \
+        pcc._C.compile(pcc.serialize.to_ir(root, {}), fuse_products=True, fuse_max_arity=2).to_bytes()
+    nought = cli(str(tmp_path / "c.pcir"), "--fuse-max-arity=0")
+    assert nought.returncode == 2 and "bad value '0' for --fuse-max-arity" in nought.stderr
+    assert cli("--report", str(tmp_path / "cli.pcplan"), "--fuse-max-arity=2").returncode == 2
 
 
-@pytest.mark.parametrize("bad", [1, "yes", None, 0.0])
-def test_fuse_products_wants_a_bool(bad):
+@pytest.mark.parametrize("bad", [1, "yes", None, 0.0, "AUTO"])
+def test_fuse_products_wants_a_bool_or_auto(bad):
     with pytest.raises(pcc.Error, match="fuse_products"):
         pcc.compile(pcc.structures.HMM(3, 4, 5), fuse_products=bad)
+
+
+def test_auto_fuses_nothing_on_the_cpu_and_max_arity_bounds_the_products():
+    torch.manual_seed(0)
+    img = torch.randint(0, 3, (200, 12))
+    root = pcc.structures.HCLT(img, num_latents=8, input_dist=pcc.dists.Categorical(num_cats=3))
+    assert pcc.compile(root).plan.to_bytes() == pcc.compile(root, fuse_products=False).plan.to_bytes()
+    ir = pcc.serialize.to_ir(root, {})
+    edges = {a: pcc._C.compile(ir, fuse_products=True, fuse_max_arity=a).summary()["fused_product_edges"]
+             for a in (1, 2, 64)}
+    # HCLT has products of two children (a leaf's latent and its input) and of more (inner nodes).
+    assert 0 == edges[1] < edges[2] < edges[64]
+    binary = pcc._C.compile(ir, fuse_products=True, fuse_max_arity=2)
+    assert "fused products of 2" in binary.report() and "fused products of 3" not in binary.report()
+    assert pcc.compile(root, fuse_products="binary").plan.to_bytes() == binary.to_bytes()
+    with pytest.raises(pcc.Error, match="fuse_max_arity must be >= 1"):
+        pcc._C.compile(ir, fuse_products=True, fuse_max_arity=0)
 
 
 def test_fused_and_unfused_models_share_the_parameter_layout():
@@ -184,6 +212,8 @@ def test_fused_models_on_cuda_match_the_cpu():
     roots = [pcc.structures.PD((4, 4), 16, (2, 2), input_dist=pcc.dists.Categorical(num_cats=3)),
              pcc.structures.HCLT(img, num_latents=16, input_dist=pcc.dists.Categorical(num_cats=3))]
     x = img[:40]
+    # "auto" fuses PD's binary products on CUDA.
+    assert pcc.compile(roots[0], device="cuda").plan.summary()["fused_product_edges"] > 0
     for root in roots:
         out = {}
         for dev, fuse in (("cuda", True), ("cpu", False)):

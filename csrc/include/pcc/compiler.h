@@ -28,8 +28,11 @@ struct CompileOptions {
   int64_t category_major_cats = 512;
   // Compute element-wise product vectors whose children are sums inside the sum partitions that
   // read them (pass fuse_products; SumPartition::child_arity), so their values and flows take no
-  // rows. Off by default while the CUDA backend cannot run such plans.
+  // rows. Off by default: plans keep their shape unless asked (pcc.compile's "auto" asks on CUDA).
   bool fuse_products = false;
+  // ... only products of at most this many children (the CUDA kernels read two at full speed, PD's,
+  // HMM's and RAT-SPN's; more go through a slower generic path).
+  int64_t fuse_max_arity = SumPartition::kMaxChildArity;
 };
 
 const std::vector<std::string>& pass_names();
