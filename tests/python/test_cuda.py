@@ -168,3 +168,33 @@ def test_get_set_params_and_to_circuit_on_the_gpu():
         back = gpu.to_circuit()
         with torch.no_grad():
             assert_close(pcc.compile(back)(x), cpu(x), 1e-5)
+
+
+def test_get_params_follows_every_change_on_the_gpu():
+    # get_params reads a host copy of a GPU model's parameters, kept until they change (_host_params):
+    # EM steps, set_params and optimizer steps in the gradient form must all show.
+    torch.manual_seed(0)
+    root = pcc.structures.HMM(6, num_latents=16, num_emits=9)
+    x = torch.randint(0, 9, (64, 6))
+    cpu, gpu = pcc.compile(root), pcc.compile(root, device="cuda")
+    v = next(u for u in pcc.nodes.topological_order(root) if isinstance(u, pcc.nodes.SumVector))
+    before = gpu.get_params(v)
+    assert torch.equal(before, gpu.get_params(v))
+    for m, xx in ((cpu, x), (gpu, x.cuda())):
+        m.zero_flows()
+        m(xx).sum().backward()
+        m.em_step(0.5, 0.1)
+    after = gpu.get_params(v)
+    assert not torch.allclose(before, after) and torch.allclose(after, cpu.get_params(v), atol=1e-4)
+    w = torch.rand_like(after)
+    gpu.set_params(v, w / w.sum(-1, keepdim=True))
+    assert torch.allclose(gpu.get_params(v), w / w.sum(-1, keepdim=True), atol=1e-6)
+    gpu.requires_grad_(True)
+    opt = torch.optim.SGD(gpu.parameters(), lr=0.5)
+    (-gpu(x.cuda()).sum()).backward()
+    opt.step()
+    stepped = gpu.get_params(v)
+    assert not torch.allclose(stepped, w / w.sum(-1, keepdim=True), atol=1e-6)
+    ref = pcc.compile(root)
+    ref.load_state_dict({k: t.cpu() for k, t in gpu.state_dict().items()})
+    assert torch.allclose(stepped, ref.get_params(v), atol=1e-5)
