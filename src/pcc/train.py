@@ -372,9 +372,10 @@ def _progress(c, n, epoch):
 
 
 def _fuses(device):
-    """Whether to compile with fused products: the CPU backend runs them (less memory, a faster
-    forward), the CUDA backend not yet. A bad device is left for pcc.compile to report."""
-    return str(device).split(":")[0] == "cpu"
+    """fuse_products for the model: all products on the CPU (less memory, a faster forward), and on
+    CUDA what pcc.compile picks there ("auto": those of two children, which its kernels read at full
+    speed). A bad device is left for pcc.compile to report."""
+    return True if str(device).split(":")[0] == "cpu" else "auto"
 
 
 def evaluate(path, dataset=None, data_root=None, batch_size=1024, device="cpu", threads=0,
