@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build pcc from source, run the CUDA test suite against the CPU backend,
 # compute-sanitizer (memcheck, racecheck) on a short run, the kernel checks, and print a short table.
-# Usage (device tool): bash benchmarks/gpu_check.sh   [STAGES="build tests sanitize kernels train structures"]
+# Usage (device tool): bash benchmarks/gpu_check.sh   [STAGES="build tests sanitize kernels train structures pyjuice"]
 set -uo pipefail
 OUT=${OUT:-/tmp/pcc-out}; mkdir -p "$OUT"
 STAGES=${STAGES:-"build tests sanitize kernels"}
@@ -66,6 +66,20 @@ if have structures; then
   (cd benchmarks && python3 cuda_structures.py ${STRUCTURES_ARGS:-}) > "$OUT/structures.md" 2>&1
   RESULT[structures]="rc=$? (table in structures.md)"
   grep "^|" "$OUT/structures.md"
+fi
+if have pyjuice; then
+  # Side by side with PyJuice (needs .whl carried): every configuration (or PYJUICE_ONLY), one worker
+  # each, the GPU parts under a lock; Triton's kernels cached between calls in .whl/triton-cache.tgz.
+  # The JSON results come back as one archive (a call returns at most 8 files).
+  export TRITON_CACHE_DIR=/tmp/tcache
+  mkdir -p "$TRITON_CACHE_DIR" && { [ -f .whl/triton-cache.tgz ] && tar xzf .whl/triton-cache.tgz -C "$TRITON_CACHE_DIR"; }
+  only=${PYJUICE_ONLY:+--only $PYJUICE_ONLY}
+  timeout "${PYJUICE_TIMEOUT:-520}" python3 benchmarks/vs_pyjuice.py --jobs "${PYJUICE_JOBS:-10}" $only \
+    --json-dir /tmp/vs --out "$OUT/vs_pyjuice.md" > "$OUT/vs_pyjuice.log" 2>&1
+  RESULT[pyjuice]="rc=$? (table in vs_pyjuice.md, JSON in vs_json.tgz)"
+  tar czf "$OUT/vs_json.tgz" -C /tmp/vs . 2>/dev/null
+  tar czf "$OUT/triton-cache.tgz" -C "$TRITON_CACHE_DIR" .
+  grep -E "^\||geometric|min step" "$OUT/vs_pyjuice.md" 2>/dev/null
 fi
 echo "==== summary ===="
 for k in "${!RESULT[@]}"; do printf '%-28s %s\n' "$k" "${RESULT[$k]}"; done | sort
