@@ -426,8 +426,8 @@ def run_config(name, args, device):
         model.zero_flows()
         model(xe).sum().backward()
         model.em_step(args.step_size, args.pseudocount)
-        # Read on the CPU: get_params of a CUDA model copies the whole buffer to the host per call,
-        # which for PD's thousands of vectors held the GPU for minutes.
+        # Read on the CPU, one host copy for all vectors (get_params of a CUDA model copied the whole
+        # buffer per call before it gathered per group, and held the GPU for minutes on PD).
         model.to("cpu")
         after_pcc = {g: pcc_params(model, v) for g, v in vectors.items()}
         model.to(device)

@@ -61,6 +61,12 @@ void bind_train(py::module_& m) {
     std::copy(v.begin(), v.end(), a.mutable_data());
     return a;
   });
+  m.def("group_slots", [](const pcc::Plan& p, int64_t g) {
+    const std::vector<int64_t> v = pcc::group_slots(p, g);
+    py::array_t<int64_t> a(static_cast<py::ssize_t>(v.size()));
+    std::copy(v.begin(), v.end(), a.mutable_data());
+    return a;
+  });
   m.def("write_group", [](const pcc::Plan& p, uintptr_t params, int64_t g,
                           py::array_t<float, py::array::c_style | py::array::forcecast> values) {
     pcc::write_group(p, mf(params), g, std::vector<float>(values.data(), values.data() + values.size()));

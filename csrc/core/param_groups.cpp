@@ -26,13 +26,21 @@ void check_group(const Plan& p, int64_t g) {
 
 }  // namespace
 
-std::vector<float> read_group(const Plan& p, const float* params, int64_t g) {
+std::vector<int64_t> group_slots(const Plan& p, int64_t g) {
   check_group(p, g);
-  std::vector<float> out(p.param_group_sizes[g], 0.0f);
+  std::vector<int64_t> out(p.param_group_sizes[g], -1);
   for (const ParamRun& r : p.param_map) {
     if (r.group != g) continue;
-    for (int64_t k = 0; k < r.length; ++k) out[r.ir_offset + k] = params[r.plan_offset + k * r.plan_stride];
+    for (int64_t k = 0; k < r.length; ++k) out[r.ir_offset + k] = r.plan_offset + k * r.plan_stride;
   }
+  return out;
+}
+
+std::vector<float> read_group(const Plan& p, const float* params, int64_t g) {
+  const std::vector<int64_t> slots = group_slots(p, g);
+  std::vector<float> out(slots.size(), 0.0f);
+  for (size_t i = 0; i < slots.size(); ++i)
+    if (slots[i] >= 0) out[i] = params[slots[i]];
   return out;
 }
 

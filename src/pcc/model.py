@@ -314,8 +314,11 @@ class TensorCircuit(nn.Module):
         `[num_nodes, C]`, `[E]` or `[E, b, b]`; inputs a dict: {"probs"} (Categorical `[n, K]`,
         Bernoulli `[n]` = P(x=1)) or {"mean", "std"} (Gaussian)."""
         g = self._group(ns)
-        params = self._normalized().cpu()  # keep a reference: the pointer must outlive the call
-        flat = torch.from_numpy(_C.read_group(self._plan, params.data_ptr(), g))
+        params = self._normalized()
+        if params.device.type == "cpu":
+            flat = torch.from_numpy(_C.read_group(self._plan, params.data_ptr(), g))
+        else:
+            flat = gather_group(self._plan, params, g)
         shape = ns.param_group.values.shape
         if isinstance(ns, SumVector):
             return flat.reshape(shape)
@@ -401,6 +404,17 @@ class _NoCtx:
 
     def save_for_backward(self, *tensors):
         pass
+
+
+def gather_group(plan, params, g):
+    """IR parameter group `g` out of plan-layout `params` on any device, as `_C.read_group` reads it
+    from host memory: gathered where the buffer is, so only the group's values cross to the host
+    (get_params over every vector of a GPU model would otherwise copy the whole buffer each time)."""
+    slots = torch.from_numpy(_C.group_slots(plan, g))
+    stored = slots >= 0
+    flat = torch.zeros(len(slots), dtype=torch.float32)
+    flat[stored] = params[slots[stored].to(params.device)].cpu()
+    return flat
 
 
 FUSE_MODES = ("auto", "binary")  # besides True and False

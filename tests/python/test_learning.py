@@ -295,6 +295,23 @@ def test_params_round_trip_and_to_circuit(tmp_path):
         moved.load_state_dict(sd)
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_gather_group_reads_what_read_group_reads(data):
+    # get_params of a GPU model gathers a group's slots where the parameters are (gather_group); it
+    # must give what reading the group out of the host buffer gives, in every layout.
+    from pcc.model import gather_group
+    root = data.draw(random_circuits())
+    model = pcc.compile(root, category_major_cats=data.draw(st.sampled_from([512, 0])),
+                        block_size=data.draw(st.sampled_from([None, 1, 4])))
+    host = model._normalized().detach().contiguous()
+    for v in topological_order(root):
+        if isinstance(v, (InputVector, SumVector)):
+            g = model._group(v)
+            want = torch.from_numpy(pcc._C.read_group(model.plan, host.data_ptr(), g))
+            assert torch.equal(gather_group(model.plan, host, g), want), repr(v)
+
+
 def test_gaussian_min_std_matches_reference():
     assert pcc.GAUSSIAN_MIN_STD == pcc.reference.GAUSSIAN_MIN_STD
 

@@ -164,7 +164,9 @@ Plan parse_plan(const std::string& bytes, const std::string& source = "<memory>"
 void write_plan(const Plan& p, const std::string& path);
 Plan read_plan(const std::string& path);
 // IR parameter group g <-> its slots in a plan-layout buffer (Bernoulli complements and the
-// Gaussian's spare slot are filled by write_group).
+// Gaussian's spare slot are filled by write_group). group_slots: the slot of each of the group's
+// elements in IR order (-1: not stored, read as 0), so a caller can gather them where the buffer is.
+std::vector<int64_t> group_slots(const Plan& p, int64_t g);
 std::vector<float> read_group(const Plan& p, const float* params, int64_t g);
 void write_group(const Plan& p, float* params, int64_t g, const std::vector<float>& values);
 
