@@ -485,6 +485,9 @@ struct TcShape {
   // Row strides (floats): A and E rows 16 mod 32 banks (A's columns swizzled, see below), W and P
   // rows 8 mod 32.
   static constexpr int LDA = T + 16, LDE = T + 16, LDW = CS + 8, LDP = CS + 8;
+  // The epilogue's C tile [CS][LDC] lies over the A buffers; rows 8 mod 32 banks apart, so the float2
+  // writes of the fragment layout (rows g, columns 2q) are free of bank conflicts.
+  static constexpr int LDC = T + 8;
   // Shared memory layout (offsets in floats, all multiples of 4).
   static constexpr int kA = 0;                         // [2][RT][LDA] A chunk, TF32
   static constexpr int kW = kA + 2 * RT * LDA;         // [2][RT][LDW] W chunk, float32
@@ -503,6 +506,7 @@ struct TcShape {
   static_assert(2 * T == kTcThreads, "the tile prologue has two threads per column");
   static_assert(NG >= 1 && NT >= 1 && NWV >= 1 && NWV <= 4, "tile shape");
   static_assert(kMetaW % 2 == 0, "int64 alignment");
+  static_assert(CS * LDC <= kW - kA, "the C tile fits in the A buffers");
 };
 
 // A's column swizzle: A rows are 16 mod 32 banks apart and element (r, t) sits at column
@@ -552,7 +556,7 @@ __global__ void __launch_bounds__(kTcThreads, 2)
                     float* __restrict__ flows, float* __restrict__ param_flows, int64_t batch, TcGrid grid) {
   using S = TcShape<RT, CS>;
   constexpr int T = S::T, NG = S::NG, NT = S::NT, NPN = S::NPN, NWK = S::NWK, NWV = S::NWV;
-  constexpr int LDA = S::LDA, LDE = S::LDE, LDW = S::LDW, LDP = S::LDP;
+  constexpr int LDA = S::LDA, LDE = S::LDE, LDW = S::LDW, LDP = S::LDP, LDC = S::LDC;
   float* const sm = tc_smem();
   float* const As = sm + S::kA;
   float* const Ws = sm + S::kW;
@@ -872,56 +876,65 @@ __global__ void __launch_bounds__(kTcThreads, 2)
         }
       }
 
-      // Epilogue: flows[c, t] += exp(v_c - M) * C[c, t] (atomics where exact terms went there too).
-      {
-        const int64_t off = (crow + wm * 16 + g) * batch + tbase;  // rows c, c + 8; tile columns
-        const float* const vrow = values + off;
-        float* const frow = flows + off;
-        const int64_t down = 8 * batch;
+      // Epilogue: flows[c, t] += exp(v_c - M_t) C[c, t], with atomics (exact terms may have gone there
+      // too, and a fused block's rows are shared with other blocks). C goes through shared memory (the
+      // A buffers, free after the last chunk) so that each thread adds float4s along a row: a quarter
+      // of the atomics of the fragment layout, and every L2 sector they touch is used whole.
+      __syncthreads();  // the last chunk's readers of A are done
+      float* const Cs = As;
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
+      for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            const int tl = wn * S::TN + nt * 8 + 2 * q + (i & 1);
-            const float m = Ms[tl];
-            if (tbase + tl < batch && m > -INFINITY) {
-              if constexpr (!F) {
-                const int64_t at = (i >> 1) * down + tl;
-                atomicAdd(frow + at, __expf(vrow[at] - m) * cacc[nt][i]);
-              } else {  // a fused block's value is the sum of its rows: all loads before any atomic
-                float v;
-                if (s.child_arity == 2) {  // binary products: fixed strides
-                  const int32_t s0 = starts[0], s1 = starts[1];
-                  const int64_t at = (s0 + c0 + wm * 16 + g + 8 * (i >> 1)) * batch + tbase + tl;
-                  v = values[at];
-                  if (s1 >= 0) v += values[at + (static_cast<int64_t>(s1) - s0) * batch];
-                } else {
-                  v = child_v(wm * 16 + g + 8 * (i >> 1), tbase + tl);
-                }
-                cacc[nt][i] *= __expf(v - m);
-              }
-            }
+        for (int h = 0; h < 2; ++h)
+          *reinterpret_cast<float2*>(Cs + (wm * 16 + g + 8 * h) * LDC + wn * S::TN + nt * 8 + 2 * q) =
+              make_float2(cacc[nt][2 * h], cacc[nt][2 * h + 1]);
+      __syncthreads();
+#pragma unroll 1
+      for (int x = tid; x < CS * T / 4; x += kTcThreads) {
+        const int c = x / (T / 4), tl = (x % (T / 4)) * 4;
+        const int64_t t = tbase + tl;
+        if (t >= batch) continue;
+        // 4 columns of a row from t (0 past the batch; VEC: a float4 is all in or all out).
+        auto load4 = [&](const float* row) {
+          if (VEC) return *reinterpret_cast<const float4*>(row + t);
+          return make_float4(row[t], t + 1 < batch ? row[t + 1] : 0.0f, t + 2 < batch ? row[t + 2] : 0.0f,
+                             t + 3 < batch ? row[t + 3] : 0.0f);
+        };
+        auto add4 = [&](float* row, float4 e) {
+          if (VEC) {
+            atomic_add4(row + t, e, true);
+          } else {
+            const float ee[4] = {e.x, e.y, e.z, e.w};
+            for (int i = 0; i < 4 && t + i < batch; ++i) atomicAdd(row + t + i, ee[i]);
           }
-        if constexpr (F) {  // ... and its flow goes to each of its rows
-          const int32_t s0 = starts[0], s1 = starts[1];
-          const bool pair = s.child_arity == 2;
-          const int64_t rr = c0 + wm * 16 + g;  // rows rr, rr + 8 of the block
-          float* const f0 = flows + (s0 + rr) * batch + tbase;
-          float* const f1 = flows + ((s1 >= 0 ? s1 : s0) + rr) * batch + tbase;
-#pragma unroll
-          for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-              const int tl = wn * S::TN + nt * 8 + 2 * q + (i & 1);
-              if (!(tbase + tl < batch && Ms[tl] > -INFINITY)) continue;
-              if (pair) {  // binary products: fixed strides
-                const int64_t at = (i >> 1) * down + tl;
-                atomicAdd(f0 + at, cacc[nt][i]);
-                if (s1 >= 0) atomicAdd(f1 + at, cacc[nt][i]);
-              } else {
-                fused_add_flow(flows, starts, s.child_arity, rr + 8 * (i >> 1), batch, tbase + tl, cacc[nt][i]);
-              }
-            }
+        };
+        // The child value: a fused block's is the sum of its rows, all loaded before any atomic.
+        float4 v;
+        if constexpr (!F) {
+          v = load4(values + (crow + c) * batch);
+        } else {
+          v = load4(values + (static_cast<int64_t>(starts[0]) + c0 + c) * batch);
+          for (int a = 1; a < s.child_arity; ++a) {
+            if (starts[a] < 0) continue;
+            const float4 o = load4(values + (static_cast<int64_t>(starts[a]) + c0 + c) * batch);
+            v.x += o.x;
+            v.y += o.y;
+            v.z += o.z;
+            v.w += o.w;
+          }
+        }
+        const float4 m = *reinterpret_cast<const float4*>(Ms + tl);
+        const float4 cv = *reinterpret_cast<const float4*>(Cs + c * LDC + tl);
+        // Columns whose shift is -inf pass nothing (select, not multiply: exp(-inf + inf) is NaN).
+        const float4 e = make_float4(m.x > -INFINITY ? __expf(v.x - m.x) * cv.x : 0.0f,
+                                     m.y > -INFINITY ? __expf(v.y - m.y) * cv.y : 0.0f,
+                                     m.z > -INFINITY ? __expf(v.z - m.z) * cv.z : 0.0f,
+                                     m.w > -INFINITY ? __expf(v.w - m.w) * cv.w : 0.0f);
+        if constexpr (!F) {
+          add4(flows + (crow + c) * batch, e);
+        } else {  // ... and its flow goes to each of its rows
+          for (int a = 0; a < s.child_arity; ++a)
+            if (a == 0 || starts[a] >= 0) add4(flows + (static_cast<int64_t>(starts[a]) + c0 + c) * batch, e);
         }
       }
     }
