@@ -59,6 +59,7 @@ def run(name, root, x, args, fuse):
     dev = torch.device("cuda")
     t_f = timed(fwd, dev, 20)
     t_fb = timed(fwd_bwd, dev, 20)
+    model.zero_flows()  # (fwd_bwd's flows)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     t_s = timed(step, dev, 20)

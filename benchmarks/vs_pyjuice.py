@@ -144,8 +144,7 @@ def pcc_calls(model, x, step_size, pseudocount):
     def fwd_bwd():
         model(x).sum().backward()
 
-    def step():
-        model.zero_flows()
+    def step():  # as pcc.train's EM loop: em_step zeroes the flows it used
         model(x).sum().backward()
         model.em_step(step_size, pseudocount)
 
@@ -437,6 +436,7 @@ def run_config(name, args, device):
         fwd, fwd_bwd, step = pcc_calls(model, x, args.step_size, args.pseudocount)
         r["pcc_fwd"] = timed(fwd, device, args.reps)
         r["pcc_fb"] = timed(fwd_bwd, device, args.reps)
+        model.zero_flows()  # (fwd_bwd's flows)
         reset_peak(device)
         r["pcc_step"] = timed(step, device, args.reps)
         r["pcc_gib"] = peak_gib(device, base)
@@ -672,7 +672,8 @@ def run_workers(names, args, device):
             skip = "=" not in a
             continue
         argv.append(a)
-    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // args.jobs)))
+    # Two cores stay free for the worker holding the GPU: its kernel launches must not wait for a core.
+    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, ((os.cpu_count() or 4) - 2) // args.jobs)))
     pending, running, results = list(names), {}, {}
     print(f"{len(names)} configurations, {args.jobs} workers at once; logs in {out_dir}", flush=True)
     while pending or running:

@@ -17,8 +17,8 @@ Structures (built from the training split; `--latents K` nodes per latent/region
 - factorized: the fully factorized baseline: one input vector of 1 node per variable, multiplied into
   a 1-node root product (no sum nodes; `--latents` is ignored). EM updates its categoricals.
 
-Learning: `em` (default) is PyJuice's mini-batch EM: per mini-batch `zero_flows()`,
-`model(x).sum().backward()`, `em_step(step_size, pseudocount)`. `adam`: `requires_grad_(True)`,
+Learning: `em` (default) is PyJuice's mini-batch EM: per mini-batch `model(x).sum().backward()`,
+`em_step(step_size, pseudocount)` (which zeroes the flows it used). `adam`: `requires_grad_(True)`,
 `torch.optim.Adam(model.parameters(), lr)`, loss `-lls.mean()`.
 
 Reported numbers are average log-likelihoods per sample in nats, and bits per dimension
@@ -309,14 +309,15 @@ def train(cfg=None, log=print):
         perm = torch.randperm(n, generator=gen).to(device)
         total, seen = 0.0, 0
         bar = _progress(c, n, epoch)
+        model.zero_flows()  # em_step zeroes them after each use; flows left from before start clean
         for i in range(0, n, bs):
             x = x_train[perm[i:i + bs]]
-            model.zero_flows()
             if opt is None:
                 lls = model(x)
                 lls.sum().backward()
                 model.em_step(float(c["step_size"]), float(c["pseudocount"]))
             else:
+                model.zero_flows()  # the backward adds EM statistics too; Adam does not use them
                 opt.zero_grad(set_to_none=True)
                 lls = model(x)
                 (-lls.mean()).backward()
