@@ -6,6 +6,7 @@ timed calls after warm-up (CUDA events). Side-by-side with PyJuice is benchmarks
         [--profile N]   # also print the N kernels taking most GPU time per EM step (torch.profiler)
         [--fuse-products auto|off|binary|on|compare]   # pcc.compile's fuse_products (compare: a row
                                                        # for each of off, binary and on)
+        [--cuda-graphs on|off|compare]                 # pcc.set_cuda_graphs (compare: a row each)
 """
 import argparse
 import torch
@@ -36,6 +37,8 @@ def main():
     ap.add_argument("--precision", default="tf32")
     ap.add_argument("--profile", type=int, default=0)
     ap.add_argument("--fuse-products", choices=["auto", "off", "binary", "on", "compare"], default="auto")
+    ap.add_argument("--cuda-graphs", choices=["on", "off", "compare"], default="on",
+                    help="pcc.set_cuda_graphs (compare: a row with each)")
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
     print(f"| config | nodes | sum edges | layers | fwd ms | fwd+bwd ms | step ms | train GiB |")
@@ -48,7 +51,10 @@ def main():
         modes = {"off": [False], "on": [True], "compare": [False, "binary", True]}
         for fuse in modes.get(args.fuse_products, [args.fuse_products]):
             label = {False: " unfused", True: " fused", "binary": " fused binary"}.get(fuse, "")
-            run(name + (label if args.fuse_products == "compare" else ""), root, x, args, fuse)
+            for graphs in {"on": [True], "off": [False], "compare": [False, True]}[args.cuda_graphs]:
+                pcc.set_cuda_graphs(graphs)
+                glabel = (" graphs" if graphs else " no graphs") if args.cuda_graphs == "compare" else ""
+                run(name + (label if args.fuse_products == "compare" else "") + glabel, root, x, args, fuse)
         del root
 
 

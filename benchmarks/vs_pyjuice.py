@@ -325,7 +325,8 @@ def gpu_turn(args):
 
 
 def run_config(name, args, device):
-    r = {"config": name, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
+    r = {"config": name, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+         "fuse_products": args.fuse_products, "cuda_graphs": args.cuda_graphs}
     t0 = time.perf_counter()
     torch.manual_seed(0)
     if name.startswith("hclt") and device.type == "cuda":
@@ -512,13 +513,16 @@ def geomean(xs):
 
 
 def summary(results, args, device):
-    if args.merge:  # the devices the runs recorded (results of older runs have none)
+    if args.merge:  # what the runs recorded (results of older runs lack some)
         where = ", ".join(sorted({r.get("device", "not recorded") for r in results}))
+        fuse = ", ".join(sorted({r.get("fuse_products", "not recorded") for r in results}))
+        graphs = ", ".join(sorted({r.get("cuda_graphs", "not recorded (off)") for r in results}))
     else:
         where = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+        fuse, graphs = args.fuse_products, args.cuda_graphs
     lines = [f"device: {where}; batch {args.batch}; "
              f"median of {args.reps}; pcc precision {args.precision}"
-             f", fuse_products {args.fuse_products}; EM step_size {args.step_size}, "
+             f", fuse_products {fuse}, CUDA graphs {graphs}; EM step_size {args.step_size}, "
              f"pseudocount {args.pseudocount}; LL errors: max |ll - ref| / max(1, |ref|) on {args.ref_rows} "
              f"rows vs pcc.reference (float64); after one EM step on {args.em_rows} rows, max |a-b| / "
              f"max(|b|, 1e-3) over the parameters: EM err of each system vs pcc.reference_em (float64), "
@@ -577,6 +581,8 @@ def main():
     ap.add_argument("--fuse-products", choices=["binary", "on", "off"], default="binary",
                     help="pcc.compile's fuse_products (products computed inside the sums that read them): "
                          "binary (what it picks for CUDA), on (all), off")
+    ap.add_argument("--cuda-graphs", choices=["on", "off"], default="on",
+                    help="pcc.set_cuda_graphs: pcc's passes replayed as CUDA graphs (its default, on)")
     ap.add_argument("--step-size", type=float, default=0.1)
     ap.add_argument("--pseudocount", type=float, default=0.1)
     ap.add_argument("--pcc-only", action="store_true", help="skip PyJuice's compile/run (graph still built)")
@@ -598,6 +604,7 @@ def main():
     if args.em_rows < 1:
         ap.error("--em-rows must be >= 1")
     device = torch.device(args.device)
+    pcc.set_cuda_graphs(args.cuda_graphs == "on")
     only = [s for s in args.only.split(",") if s]
     unknown = set(only) - set(NAMES)
     if unknown:

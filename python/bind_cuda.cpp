@@ -53,8 +53,25 @@ pcc::Precision precision_from_name(const std::string& s) {
 void bind_cuda(py::module_& m) {
   py::class_<CudaPlanHolder>(m, "CudaPlan")
       .def_property_readonly("device", [](const CudaPlanHolder& h) { return h.device; })
-      .def_property_readonly("plan", [](const CudaPlanHolder& h) { return h.plan; });
+      .def_property_readonly("plan", [](const CudaPlanHolder& h) { return h.plan; })
+      .def(
+          "graph_stats",
+          [](const CudaPlanHolder& h) {
+            py::dict d;
+            for (const bool backward : {false, true}) {
+              const pcc::CudaGraphStats st = pcc::cuda_graph_stats(view(h), backward);
+              py::dict one;
+              one["eager"] = st.eager;
+              one["captured"] = st.captured;
+              one["replayed"] = st.replayed;
+              d[backward ? "backward" : "forward"] = one;
+            }
+            return d;
+          },
+          "How this plan's forward and backward passes ran: eager, captured into a CUDA graph, replayed.");
 
+  m.def("cuda_set_graphs", &pcc::cuda_set_graphs, py::arg("on"));
+  m.def("cuda_graphs", &pcc::cuda_graphs);
   m.def("cuda_plan_bytes", [](const pcc::Plan& plan) { return pcc::cuda_plan_bytes(plan); }, py::arg("plan"));
   m.def(
       "cuda_upload_plan",

@@ -1,10 +1,18 @@
 // Which backends this build can run: the CPU always; CUDA when built with nvcc and a device exists.
 // In builds without CUDA the entry points of pcc/cuda.h are defined here and throw pcc::Error.
+#include <atomic>
+
 #include "pcc/backend.h"
 #include "pcc/cuda.h"
 #include "pcc/error.h"
 
 namespace pcc {
+namespace {
+std::atomic<bool> g_cuda_graphs{true};
+}  // namespace
+void cuda_set_graphs(bool on) { g_cuda_graphs = on; }
+bool cuda_graphs() { return g_cuda_graphs; }
+
 #ifdef PCC_WITH_CUDA
 namespace cuda {
 bool device_present();
@@ -30,5 +38,6 @@ void cuda_normalize(const CudaPlan&, const float*, float*, void*) { no_cuda(); }
 void cuda_log_params(const CudaPlan&, const float*, float*, void*) { no_cuda(); }
 void cuda_em_update(const CudaPlan&, float*, const float*, double, double, void*) { no_cuda(); }
 void cuda_param_grads(const CudaPlan&, const float*, const float*, float*, void*) { no_cuda(); }
+CudaGraphStats cuda_graph_stats(const CudaPlan&, bool) { no_cuda(); }
 #endif
 }  // namespace pcc

@@ -3,12 +3,15 @@
 // the pad rows to -inf, run the layers, copy the root rows out as [batch, num_root_nodes]. Backward:
 // zero the flows, seed the root rows with root_flow (0 where the root's value is -inf), run the
 // layers in reverse, recomputing the transient rows each layer reads first (Layer::recompute).
-// Everything is on the caller's stream, over caller-owned device buffers.
+// Everything is on the caller's stream, over caller-owned device buffers; with CUDA graphs on (the
+// default, cuda_set_graphs), a pass's launches after validation are replayed as one graph once the
+// same arguments come a second time (graph_cache.cuh).
 #include <algorithm>
 #include <cmath>
 
 #include "cuda/cuda_check.cuh"
 #include "cuda/device_plan.cuh"
+#include "cuda/graph_cache.cuh"
 #include "cuda/ops.cuh"
 #include "cuda/sum_backward.cuh"
 #include "cuda/sum_forward.cuh"
@@ -77,6 +80,9 @@ class DeviceGuard {
   bool switched_ = false;
 };
 
+// An address as a graph-cache key word.
+int64_t word(const void* p) { return static_cast<int64_t>(reinterpret_cast<uintptr_t>(p)); }
+
 bool known_dtype(DType t) { return static_cast<uint8_t>(t) <= static_cast<uint8_t>(DType::Float64); }
 // pcc::to_string(DType) lives in pcc_core, which links before pcc_cuda.
 const char* dtype_name(DType t) {
@@ -133,35 +139,42 @@ void cuda_forward(const CudaPlan& cp, const ForwardArgs& a, Precision precision,
   PCC_CHECK(precision == Precision::TF32 || precision == Precision::BF16, "forward: unknown precision ",
             static_cast<int>(precision));
   cuda::DeviceGuard guard(cp.device);
-  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  cudaStream_t stream_ = static_cast<cudaStream_t>(stream);
   const uint8_t* missing = static_cast<const uint8_t*>(a.missing.data);
-  cuda::validate_inputs(cp, a.x.data, a.x.dtype, missing, batch, s);
-
-  float* values = a.values;
-  {
-    const dim3 grid(cuda::grid_1d(batch), static_cast<unsigned>(std::min<int64_t>(cp.num_pad_ranges + 1, 65535)));
-    cuda::init_rows_kernel<<<grid, cuda::kThreads, 0, s>>>(cp.pad_ranges, cp.num_pad_ranges, values, batch);
-    PCC_CUDA_CHECK_LAUNCH("init_rows");
-  }
-  for (const cuda::DevLayer& layer : cp.layers) {
-    switch (layer.kind) {
-      case LayerKind::Input:
-        for (const cuda::DevInputGroup& g : layer.inputs)
-          cuda::input_forward(g, a.params, a.x.data, a.x.dtype, missing, p.num_vars, values, batch, s);
-        break;
-      case LayerKind::Product:
-        for (const cuda::DevProduct& pp : layer.products) cuda::product_forward(pp, values, batch, s);
-        break;
-      case LayerKind::Sum:
-        for (const cuda::DevSum& sum : layer.sums) cuda::sum_forward(sum, a.params, values, batch, precision, s);
-        break;
+  cuda::validate_inputs(cp, a.x.data, a.x.dtype, missing, batch, stream_);
+  // Everything after the validation (which reads its verdict back) is one graph's worth of launches.
+  auto launches = [&](cudaStream_t s) {
+    float* values = a.values;
+    {
+      const dim3 grid(cuda::grid_1d(batch), static_cast<unsigned>(std::min<int64_t>(cp.num_pad_ranges + 1, 65535)));
+      cuda::init_rows_kernel<<<grid, cuda::kThreads, 0, s>>>(cp.pad_ranges, cp.num_pad_ranges, values, batch);
+      PCC_CUDA_CHECK_LAUNCH("init_rows");
     }
-  }
-  const int64_t R = p.num_root_nodes;
-  if (R > 0) {
-    cuda::copy_out_kernel<<<cuda::grid_1d(batch * R), cuda::kThreads, 0, s>>>(values, p.root_row, R, a.out, batch);
-    PCC_CUDA_CHECK_LAUNCH("copy_out");
-  }
+    for (const cuda::DevLayer& layer : cp.layers) {
+      switch (layer.kind) {
+        case LayerKind::Input:
+          for (const cuda::DevInputGroup& g : layer.inputs)
+            cuda::input_forward(g, a.params, a.x.data, a.x.dtype, missing, p.num_vars, values, batch, s);
+          break;
+        case LayerKind::Product:
+          for (const cuda::DevProduct& pp : layer.products) cuda::product_forward(pp, values, batch, s);
+          break;
+        case LayerKind::Sum:
+          for (const cuda::DevSum& sum : layer.sums) cuda::sum_forward(sum, a.params, values, batch, precision, s);
+          break;
+      }
+    }
+    const int64_t R = p.num_root_nodes;
+    if (R > 0) {
+      cuda::copy_out_kernel<<<cuda::grid_1d(batch * R), cuda::kThreads, 0, s>>>(values, p.root_row, R, a.out, batch);
+      PCC_CUDA_CHECK_LAUNCH("copy_out");
+    }
+  };
+  if (!cuda_graphs()) return launches(stream_);
+  cp.forward_graphs->run({batch, cuda::word(a.x.data), static_cast<int64_t>(a.x.dtype), cuda::word(missing),
+                          cuda::word(a.params), cuda::word(a.values), cuda::word(a.out),
+                          static_cast<int64_t>(precision)},
+                         stream_, launches);
 }
 
 void cuda_backward(const CudaPlan& cp, const BackwardArgs& a, void* stream) {
@@ -173,49 +186,59 @@ void cuda_backward(const CudaPlan& cp, const BackwardArgs& a, void* stream) {
   PCC_CHECK(a.params && a.values && a.root_flow && a.flows && a.param_flows,
             "backward: a buffer is missing (params, values, root_flow, flows, param_flows)");
   cuda::DeviceGuard guard(cp.device);
-  cudaStream_t s = static_cast<cudaStream_t>(stream);
   const uint8_t* missing = static_cast<const uint8_t*>(a.missing.data);
   float* flows = a.flows;
-
-  PCC_CUDA_CHECK(cudaMemsetAsync(flows, 0, static_cast<size_t>(p.num_rows) * batch * sizeof(float), s));
-  const int64_t R = p.num_root_nodes;
-  if (R > 0) {
-    cuda::seed_root_kernel<<<cuda::grid_1d(batch * R), cuda::kThreads, 0, s>>>(a.values, a.root_flow, p.root_row, R,
-                                                                              flows, batch);
-    PCC_CUDA_CHECK_LAUNCH("seed_root_flows");
-  }
-  for (size_t li = cp.layers.size(); li-- > 0;) {
-    const cuda::DevLayer& layer = cp.layers[li];
-    // Transient rows this layer reads: values again, flows from zero (their readers all come now).
-    for (const auto& [rl, rp] : p.layers[li].recompute) {
-      const cuda::DevLayer& src = cp.layers[rl];
-      int64_t row = 0, n = 0;
-      if (src.kind == LayerKind::Input) {
-        const cuda::DevInputGroup& g = src.inputs[rp];
-        cuda::input_forward(g, a.params, a.x.data, a.x.dtype, missing, p.num_vars, a.values, batch, s);
-        row = g.row_start, n = g.num_nodes;
-      } else {
-        const cuda::DevProduct& pp = src.products[rp];
-        cuda::product_forward(pp, a.values, batch, s);
-        row = pp.row_start, n = pp.num_nodes;
+  auto launches = [&](cudaStream_t s) {
+    PCC_CUDA_CHECK(cudaMemsetAsync(flows, 0, static_cast<size_t>(p.num_rows) * batch * sizeof(float), s));
+    const int64_t R = p.num_root_nodes;
+    if (R > 0) {
+      cuda::seed_root_kernel<<<cuda::grid_1d(batch * R), cuda::kThreads, 0, s>>>(a.values, a.root_flow, p.root_row, R,
+                                                                                flows, batch);
+      PCC_CUDA_CHECK_LAUNCH("seed_root_flows");
+    }
+    for (size_t li = cp.layers.size(); li-- > 0;) {
+      const cuda::DevLayer& layer = cp.layers[li];
+      // Transient rows this layer reads: values again, flows from zero (their readers all come now).
+      for (const auto& [rl, rp] : p.layers[li].recompute) {
+        const cuda::DevLayer& src = cp.layers[rl];
+        int64_t row = 0, n = 0;
+        if (src.kind == LayerKind::Input) {
+          const cuda::DevInputGroup& g = src.inputs[rp];
+          cuda::input_forward(g, a.params, a.x.data, a.x.dtype, missing, p.num_vars, a.values, batch, s);
+          row = g.row_start, n = g.num_nodes;
+        } else {
+          const cuda::DevProduct& pp = src.products[rp];
+          cuda::product_forward(pp, a.values, batch, s);
+          row = pp.row_start, n = pp.num_nodes;
+        }
+        PCC_CUDA_CHECK(cudaMemsetAsync(flows + row * batch, 0, static_cast<size_t>(n) * batch * sizeof(float), s));
       }
-      PCC_CUDA_CHECK(cudaMemsetAsync(flows + row * batch, 0, static_cast<size_t>(n) * batch * sizeof(float), s));
+      switch (layer.kind) {
+        case LayerKind::Input:
+          for (const cuda::DevInputGroup& g : layer.inputs)
+            cuda::input_backward(g, a.params, a.x.data, a.x.dtype, missing, p.num_vars, flows, a.param_flows, batch,
+                                 s);
+          break;
+        case LayerKind::Product:
+          for (const cuda::DevProduct& pp : layer.products) cuda::product_backward(pp, flows, batch, s);
+          break;
+        case LayerKind::Sum:
+          for (const cuda::DevSum& sum : layer.sums)
+            cuda::sum_backward(sum, a.params, a.values, flows, a.param_flows, batch, s);
+          break;
+      }
     }
-    switch (layer.kind) {
-      case LayerKind::Input:
-        for (const cuda::DevInputGroup& g : layer.inputs)
-          cuda::input_backward(g, a.params, a.x.data, a.x.dtype, missing, p.num_vars, flows, a.param_flows, batch,
-                               s);
-        break;
-      case LayerKind::Product:
-        for (const cuda::DevProduct& pp : layer.products) cuda::product_backward(pp, flows, batch, s);
-        break;
-      case LayerKind::Sum:
-        for (const cuda::DevSum& sum : layer.sums)
-          cuda::sum_backward(sum, a.params, a.values, flows, a.param_flows, batch, s);
-        break;
-    }
-  }
+  };
+  cudaStream_t stream_ = static_cast<cudaStream_t>(stream);
+  if (!cuda_graphs()) return launches(stream_);
+  cp.backward_graphs->run({batch, cuda::word(a.x.data), static_cast<int64_t>(a.x.dtype), cuda::word(missing),
+                           cuda::word(a.params), cuda::word(a.values), cuda::word(a.root_flow),
+                           cuda::word(a.flows), cuda::word(a.param_flows)},
+                          stream_, launches);
+}
+
+CudaGraphStats cuda_graph_stats(const CudaPlan& cp, bool backward) {
+  return (backward ? cp.backward_graphs : cp.forward_graphs)->stats();
 }
 
 void cuda_normalize(const CudaPlan& cp, const float* log_params, float* params, void* stream) {

@@ -6,8 +6,10 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
+#include "cuda/graph_cache.cuh"
 #include "pcc/cuda.h"
 #include "pcc/plan.h"
 
@@ -84,6 +86,9 @@ struct CudaPlan {
   int64_t num_cm_units = 0;
   const uint8_t* param_valid = nullptr;
   int64_t num_params = 0;
+  // Captured forward and backward passes of this plan (graph_cache.cuh).
+  std::shared_ptr<cuda::GraphCache> forward_graphs = std::make_shared<cuda::GraphCache>();
+  std::shared_ptr<cuda::GraphCache> backward_graphs = std::make_shared<cuda::GraphCache>();
 };
 
 namespace cuda {

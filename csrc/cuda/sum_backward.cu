@@ -44,6 +44,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <map>
+#include <mutex>
+#include <utility>
 
 #include "cuda/cuda_check.cuh"
 #include "cuda/fused_child.cuh"
@@ -976,24 +979,39 @@ bool pow2(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
+// Once per kernel instance and device: its shared-memory opt-in (two CTAs per SM, the launch bounds'
+// register budget, need the largest carveout); returns the device's SM count. Once, not per launch:
+// the attribute calls cost host time, and a captured pass (graph_cache.cuh) wants none of them.
+template <class Kernel>
+int tc_setup(Kernel kernel, size_t bytes) {
+  static std::mutex mu;
+  static std::map<std::pair<const void*, int>, int> sms_of;
+  int dev = 0;
+  PCC_CUDA_CHECK(cudaGetDevice(&dev));
+  std::lock_guard<std::mutex> lock(mu);
+  const auto key = std::make_pair(reinterpret_cast<const void*>(kernel), dev);
+  const auto it = sms_of.find(key);
+  if (it != sms_of.end()) return it->second;
+  int sms = 0;
+  PCC_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  PCC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+  PCC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                      static_cast<int>(cudaSharedmemCarveoutMaxShared)));
+  sms_of[key] = sms;
+  return sms;
+}
+
 template <int RT, int CS>
 void launch_tc(const DevSum& s, const float* params, const float* values, float* flows, float* param_flows,
                int64_t batch, cudaStream_t stream) {
   using S = TcShape<RT, CS>;
-  int dev = 0, sms = 0;
-  PCC_CUDA_CHECK(cudaGetDevice(&dev));
-  PCC_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  const TcGrid gr = tc_grid<RT, CS>(s, batch, sms);
-  if (gr.items == 0) return;
   const bool vec = batch % 4 == 0 && aligned16(values) && aligned16(flows);
   const bool fused = s.child_arity > 1;
   auto kernel = vec ? (fused ? sum_backward_tc<RT, CS, true, true> : sum_backward_tc<RT, CS, true, false>)
                     : (fused ? sum_backward_tc<RT, CS, false, true> : sum_backward_tc<RT, CS, false, false>);
-  PCC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      static_cast<int>(S::kBytes)));
-  // Two CTAs per SM (the launch bounds' register budget) need the largest shared-memory carveout.
-  PCC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                      static_cast<int>(cudaSharedmemCarveoutMaxShared)));
+  const int sms = tc_setup(kernel, S::kBytes);
+  const TcGrid gr = tc_grid<RT, CS>(s, batch, sms);
+  if (gr.items == 0) return;
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(gr.items, kMaxGrid));
   kernel<<<grid, kTcThreads, S::kBytes, stream>>>(s, params, values, flows, param_flows, batch, gr);
   PCC_CUDA_CHECK_LAUNCH("sum_backward (tensor cores)");

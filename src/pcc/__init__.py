@@ -10,7 +10,7 @@ from .serialize import save, load
 from . import reference
 from . import _C
 from .model import TensorCircuit, compile
-from .threads import set_num_threads, get_num_threads, cuda_available
+from .threads import set_num_threads, get_num_threads, cuda_available, set_cuda_graphs, cuda_graphs
 from . import structures, datasets
 from .interop import from_pyjuice
 
@@ -22,5 +22,5 @@ __all__ = [
     "Error", "dists", "reference", "structures", "datasets",
     "NodeVector", "InputVector", "ProductVector", "SumVector", "inputs", "multiply", "summate",
     "save", "load", "TensorCircuit", "compile",
-    "set_num_threads", "get_num_threads", "cuda_available", "GAUSSIAN_MIN_STD",
+    "set_num_threads", "get_num_threads", "cuda_available", "set_cuda_graphs", "cuda_graphs", "GAUSSIAN_MIN_STD",
 ]

@@ -1,7 +1,8 @@
-"""Thread control of the CPU backend. Results are deterministic for a given thread count."""
+"""Execution controls: the CPU backend's threads (results are deterministic for a given thread count)
+and the CUDA backend's graphs."""
 from . import _C
 
-__all__ = ["set_num_threads", "get_num_threads", "cuda_available"]
+__all__ = ["set_num_threads", "get_num_threads", "cuda_available", "set_cuda_graphs", "cuda_graphs"]
 
 
 def set_num_threads(n):
@@ -17,3 +18,16 @@ def get_num_threads():
 def cuda_available():
     """True when this build has the CUDA backend and a CUDA device is present."""
     return bool(_C.cuda_available())
+
+
+def set_cuda_graphs(enabled):
+    """Replay CUDA passes as captured CUDA graphs (default True). With graphs, the second forward (or
+    backward) call with the same batch size, tensors and precision captures its kernel launches, and
+    later such calls replay them with one launch: circuits of many small layers stop paying a host
+    launch per layer. Results are the same either way. Process-wide."""
+    _C.cuda_set_graphs(bool(enabled))
+
+
+def cuda_graphs():
+    """Whether CUDA passes are replayed as CUDA graphs (`set_cuda_graphs`)."""
+    return bool(_C.cuda_graphs())

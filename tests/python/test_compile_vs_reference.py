@@ -71,6 +71,19 @@ def test_deterministic_for_a_thread_count(data):
         pcc.set_num_threads(before)
 
 
+def test_cuda_graphs_switch():
+    # Process-wide, on by default, and harmless to set in a build or on a machine without CUDA (the
+    # graphs themselves are tested in test_cuda.py).
+    before = pcc.cuda_graphs()
+    try:
+        pcc.set_cuda_graphs(False)
+        assert pcc.cuda_graphs() is False
+        pcc.set_cuda_graphs(True)
+        assert pcc.cuda_graphs() is True
+    finally:
+        pcc.set_cuda_graphs(before)
+
+
 def test_one_model_serves_any_batch_size():
     torch.manual_seed(0)
     a = pcc.inputs(0, num_nodes=4, dist=pcc.dists.Categorical(num_cats=5))

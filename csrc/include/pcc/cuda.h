@@ -32,4 +32,16 @@ void cuda_em_update(const CudaPlan& cp, float* params, const float* param_flows,
 void cuda_param_grads(const CudaPlan& cp, const float* params, const float* param_flows, float* grad,
                       void* stream);
 
+// CUDA graphs (on by default): cuda_forward / cuda_backward replay a pass as one captured graph from
+// the second call with the same batch, buffers, dtype and precision on, instead of launching each
+// layer's kernels from the host. Off, every call launches them one by one. Process-wide.
+void cuda_set_graphs(bool on);
+bool cuda_graphs();
+// How a plan's passes ran so far: eagerly (graphs off, a first sighting, or capture refused),
+// captured into a graph, replayed from one (a captured call counts as captured and replayed).
+struct CudaGraphStats {
+  int64_t eager = 0, captured = 0, replayed = 0;
+};
+CudaGraphStats cuda_graph_stats(const CudaPlan& cp, bool backward);
+
 }  // namespace pcc
