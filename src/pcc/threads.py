@@ -24,7 +24,7 @@ def set_cuda_graphs(enabled):
     """Replay CUDA passes as captured CUDA graphs (default True). With graphs, the second forward (or
     backward) call with the same batch size, tensors and precision captures its kernel launches, and
     later such calls replay them with one launch: circuits of many small layers stop paying a host
-    launch per layer. Results are the same either way. Process-wide."""
+    launch per layer. The same kernels run on the same data either way. Process-wide."""
     _C.cuda_set_graphs(bool(enabled))
 
 
