@@ -4,7 +4,7 @@ Describe a circuit with `inputs`, `multiply` and `summate` (or a structure from 
 `compile` it into a `TensorCircuit` (a `torch.nn.Module`), and call it on data for log-likelihoods.
 """
 from . import dists
-from .errors import Error
+from .errors import Error, StateDictError
 from .nodes import NodeVector, InputVector, ProductVector, SumVector, inputs, multiply, summate
 from .serialize import save, load
 from . import reference
@@ -19,7 +19,7 @@ GAUSSIAN_MIN_STD = _C.GAUSSIAN_MIN_STD  # Gaussian stds never go below this in e
 __version__ = "0.1.0"
 
 __all__ = [
-    "Error", "dists", "reference", "structures", "datasets",
+    "Error", "StateDictError", "dists", "reference", "structures", "datasets",
     "NodeVector", "InputVector", "ProductVector", "SumVector", "inputs", "multiply", "summate",
     "save", "load", "TensorCircuit", "compile",
     "set_num_threads", "get_num_threads", "cuda_available", "set_cuda_graphs", "cuda_graphs", "GAUSSIAN_MIN_STD",

@@ -19,6 +19,12 @@ except ImportError:  # extension not built yet: same contract (a ValueError), Py
         """Invalid circuit, argument, data or file (a `ValueError`)."""
 
 
+class StateDictError(Error, RuntimeError):
+    """`load_state_dict` refused a state dict (wrong parameter layout, shapes, keys): a `pcc.Error`,
+    and the `RuntimeError` that `torch.nn.Module.load_state_dict` raises, so code written for
+    either catches it."""
+
+
 __all__ = ["Error"]
 
 

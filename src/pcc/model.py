@@ -27,7 +27,7 @@ from torch import nn
 from torch.autograd.graph import increment_version
 
 from . import _C, dists
-from .errors import Error
+from .errors import Error, StateDictError
 from .nodes import InputVector, SumVector, summate
 from .backends import DTYPE_NAMES, PRECISIONS, backend_for
 from .serialize import from_ir, to_ir
@@ -141,6 +141,17 @@ class TensorCircuit(nn.Module):
         super()._save_to_state_dict(destination, prefix, keep_vars)
         if not self._grad_form:
             destination[prefix + "log_params"] = self._log_of(self.params)
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        """As `nn.Module.load_state_dict`; a refused state dict raises `pcc.StateDictError` (a
+        `pcc.Error` and a `RuntimeError`) naming every problem, with the model left as it was where
+        the layout or shapes do not match."""
+        try:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        except RuntimeError as e:
+            if isinstance(e, StateDictError) or not str(e).startswith("Error(s) in loading state_dict"):
+                raise
+            raise StateDictError(str(e)) from None
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):

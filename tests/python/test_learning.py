@@ -291,8 +291,11 @@ def test_params_round_trip_and_to_circuit(tmp_path):
     assert torch.equal(other(x), model(x))
     moved = pcc.compile(root, block_size=1)  # 1 x 1 weight blocks: the same weights, another order
     assert moved.plan.param_layout_id != model.plan.param_layout_id
-    with pytest.raises(RuntimeError, match="parameter layout"):
+    with pytest.raises(pcc.Error, match="parameter layout") as info:
         moved.load_state_dict(sd)
+    assert isinstance(info.value, RuntimeError)  # what nn.Module.load_state_dict raises, too
+    with pytest.raises(pcc.Error, match="Unexpected key.*bogus"):
+        other.load_state_dict({**sd, "bogus": torch.zeros(1)})
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -348,7 +351,7 @@ def test_em_and_gradient_forms_hold_the_same_model(data):
     with torch.no_grad():
         torch.testing.assert_close(back(x, missing), ll, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(grad_model(x, missing), ll, rtol=1e-5, atol=1e-5)
-    with pytest.raises(RuntimeError, match="size mismatch"):
+    with pytest.raises(pcc.Error, match="size mismatch"):
         back.load_state_dict({"log_params": torch.zeros(n + 1)})
 
 
