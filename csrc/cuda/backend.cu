@@ -139,9 +139,9 @@ void cuda_forward(const CudaPlan& cp, const ForwardArgs& a, Precision precision,
   PCC_CHECK(precision == Precision::TF32 || precision == Precision::BF16, "forward: unknown precision ",
             static_cast<int>(precision));
   cuda::DeviceGuard guard(cp.device);
-  cudaStream_t stream_ = static_cast<cudaStream_t>(stream);
+  cudaStream_t caller_stream = static_cast<cudaStream_t>(stream);
   const uint8_t* missing = static_cast<const uint8_t*>(a.missing.data);
-  cuda::validate_inputs(cp, a.x.data, a.x.dtype, missing, batch, stream_);
+  cuda::validate_inputs(cp, a.x.data, a.x.dtype, missing, batch, caller_stream);
   // Everything after the validation (which reads its verdict back) is one graph's worth of launches.
   auto launches = [&](cudaStream_t s) {
     float* values = a.values;
@@ -170,11 +170,11 @@ void cuda_forward(const CudaPlan& cp, const ForwardArgs& a, Precision precision,
       PCC_CUDA_CHECK_LAUNCH("copy_out");
     }
   };
-  if (!cuda_graphs()) return launches(stream_);
+  if (!cuda_graphs()) return launches(caller_stream);
   cp.forward_graphs->run({batch, cuda::word(a.x.data), static_cast<int64_t>(a.x.dtype), cuda::word(missing),
                           cuda::word(a.params), cuda::word(a.values), cuda::word(a.out),
                           static_cast<int64_t>(precision)},
-                         stream_, launches);
+                         caller_stream, launches);
 }
 
 void cuda_backward(const CudaPlan& cp, const BackwardArgs& a, void* stream) {
@@ -229,12 +229,12 @@ void cuda_backward(const CudaPlan& cp, const BackwardArgs& a, void* stream) {
       }
     }
   };
-  cudaStream_t stream_ = static_cast<cudaStream_t>(stream);
-  if (!cuda_graphs()) return launches(stream_);
+  cudaStream_t caller_stream = static_cast<cudaStream_t>(stream);
+  if (!cuda_graphs()) return launches(caller_stream);
   cp.backward_graphs->run({batch, cuda::word(a.x.data), static_cast<int64_t>(a.x.dtype), cuda::word(missing),
                            cuda::word(a.params), cuda::word(a.values), cuda::word(a.root_flow),
                            cuda::word(a.flows), cuda::word(a.param_flows)},
-                          stream_, launches);
+                          caller_stream, launches);
 }
 
 CudaGraphStats cuda_graph_stats(const CudaPlan& cp, bool backward) {
