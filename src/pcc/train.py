@@ -304,12 +304,12 @@ def train(cfg=None, log=print):
     out.mkdir(parents=True, exist_ok=True)
     stored_args = {k: v for k, v in c.items() if k not in ("resume", "progress")}
 
+    model.zero_flows()  # em_step zeroes them after each use, and every epoch ends zeroing them
     for epoch in range(start, int(c["epochs"]) + 1):
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=gen).to(device)
         total, seen = 0.0, 0
         bar = _progress(c, n, epoch)
-        model.zero_flows()  # em_step zeroes them after each use; flows left from before start clean
         for i in range(0, n, bs):
             x = x_train[perm[i:i + bs]]
             if opt is None:
