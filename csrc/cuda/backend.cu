@@ -154,10 +154,10 @@ void cuda_forward(const CudaPlan& cp, const ForwardArgs& a, Precision precision,
       switch (layer.kind) {
         case LayerKind::Input:
           for (const cuda::DevInputGroup& g : layer.inputs)
-            cuda::input_forward(g, a.params, a.x.data, a.x.dtype, missing, p.num_vars, values, batch, s);
+            cuda::input_forward(g, a.params, a.x.data, a.x.dtype, missing, p.num_vars, values, nullptr, batch, s);
           break;
         case LayerKind::Product:
-          for (const cuda::DevProduct& pp : layer.products) cuda::product_forward(pp, values, batch, s);
+          for (const cuda::DevProduct& pp : layer.products) cuda::product_forward(pp, values, nullptr, batch, s);
           break;
         case LayerKind::Sum:
           for (const cuda::DevSum& sum : layer.sums) cuda::sum_forward(sum, a.params, values, batch, precision, s);
@@ -198,20 +198,15 @@ void cuda_backward(const CudaPlan& cp, const BackwardArgs& a, void* stream) {
     }
     for (size_t li = cp.layers.size(); li-- > 0;) {
       const cuda::DevLayer& layer = cp.layers[li];
-      // Transient rows this layer reads: values again, flows from zero (their readers all come now).
+      // Transient rows this layer reads: values again, flows from zero (their readers all come now;
+      // the recompute clears them as it writes the values).
       for (const auto& [rl, rp] : p.layers[li].recompute) {
         const cuda::DevLayer& src = cp.layers[rl];
-        int64_t row = 0, n = 0;
-        if (src.kind == LayerKind::Input) {
-          const cuda::DevInputGroup& g = src.inputs[rp];
-          cuda::input_forward(g, a.params, a.x.data, a.x.dtype, missing, p.num_vars, a.values, batch, s);
-          row = g.row_start, n = g.num_nodes;
-        } else {
-          const cuda::DevProduct& pp = src.products[rp];
-          cuda::product_forward(pp, a.values, batch, s);
-          row = pp.row_start, n = pp.num_nodes;
-        }
-        PCC_CUDA_CHECK(cudaMemsetAsync(flows + row * batch, 0, static_cast<size_t>(n) * batch * sizeof(float), s));
+        if (src.kind == LayerKind::Input)
+          cuda::input_forward(src.inputs[rp], a.params, a.x.data, a.x.dtype, missing, p.num_vars, a.values, flows,
+                              batch, s);
+        else
+          cuda::product_forward(src.products[rp], a.values, flows, batch, s);
       }
       switch (layer.kind) {
         case LayerKind::Input:

@@ -1,14 +1,13 @@
 // Input layer forward on the GPU: log-probabilities of Categorical, Bernoulli and Gaussian inputs, as
-// csrc/cpu/input.cpp (Categorical / Bernoulli: logf of the slot; Gaussian in double). Missing entries
-// give 0 (= log 1) and are never read. x has been validated (validate.cu), so discrete entries are
-// in-range integers.
+// csrc/cpu/input.cpp (Categorical / Bernoulli: the log of the slot; Gaussian in double). Missing
+// entries give 0 (= log 1) and are never read. x has been validated (validate.cu), so discrete
+// entries are in-range integers.
 //
-// Categorical / Bernoulli: runs of nodes over batch tiles with the tile's x column staged in shared
-// memory (input_runs.cuh), one node per warp. A warp writes its node's logf(p[k]) table (<= kTableCats
-// slots) into its own shared slice with coalesced reads, so each entry costs a shared lookup instead
-// of a global gather and a logf; the value is the same logf of the same float. Where the table would
-// cost more than it saves (more slots than the tile has columns, or more than kTableCats: vocabularies
-// of HMMs) the warp gathers and takes logf per entry.
+// Categorical / Bernoulli (node-major): a warp walks a run of nodes over a tile of batch columns with
+// the tile's slot indices in registers and gathers each node's slots (input_runs.cuh's warp items).
+// Before, CTAs staged x in shared memory behind barriers and built a logf table per node; on HCLT's
+// many small groups (median 7 us a launch) that chain of loads and barriers was most of the time.
+// __logf instead of logf measured 5% faster and was not kept: the CPU's logf of the same float.
 // Category-major Categorical groups (large vocabularies): lanes over nodes, see below.
 // Gaussian: one thread per (node, batch column).
 #include <algorithm>
@@ -25,42 +24,51 @@ namespace {
 
 using input_runs::kThreads;
 using input_runs::kWarps;
-constexpr int kMinCtas = 5;      // per SM: caps registers at 48 (the unrolled loads fit unspilled)
-constexpr int kMinTile = 64;     // batch columns per CTA at least
-constexpr int kTableCats = 512;  // slots of a warp's log-probability table (2 KiB)
+using input_runs::kAll;
+constexpr int kMaxCols = 8;  // batch columns per lane of the discrete kernel (64 registers)
 constexpr double kHalfLog2Pi = 0.91893853320467274178;
 
-template <class T>
-__global__ void __launch_bounds__(kThreads, kMinCtas) discrete_forward_kernel(
-    int64_t row_start, int64_t num_nodes, input_runs::Shape sh, const int32_t* __restrict__ var,
-    const int64_t* __restrict__ param_offset, const int32_t* __restrict__ num_cats, bool bernoulli,
-    const float* __restrict__ params, const T* __restrict__ x, const uint8_t* __restrict__ missing,
-    int64_t num_vars, float* __restrict__ values, int64_t batch) {
-  __shared__ int32_t xs[input_runs::kCols];     // the tile's slot indices of one variable, -1 = missing
-  __shared__ float tables[kWarps][kTableCats];  // per warp: logf of its node's slots
+// A warp walks its item's nodes (input_runs::for_each_item) with the slot indices in registers. Each
+// node's J gathers go out before the previous node's logs and stores (software pipelined); the
+// gathers of one node hit its few cache lines of parameters.
+template <class T, int J>
+__global__ void __launch_bounds__(kThreads) discrete_forward_kernel(
+    int64_t row_start, int64_t num_nodes, int run, const int32_t* __restrict__ var,
+    const int64_t* __restrict__ param_offset, const float* __restrict__ params, const T* __restrict__ x,
+    const uint8_t* __restrict__ missing, int64_t num_vars, float* __restrict__ values, float* __restrict__ zero_flows,
+    int64_t batch) {
   const int lane = threadIdx.x & 31;
-  float* table = tables[threadIdx.x >> 5];
-  input_runs::for_each_node(
-      num_nodes, sh, var, param_offset, num_cats, bernoulli, x, missing, num_vars, batch, xs,
-      [&](int64_t i, int64_t off, int32_t cats, int64_t c0, int cols) {
-        const float* p = params + off;
-        float* out = values + (row_start + i) * batch + c0;
-        if (cats <= kTableCats && cats <= cols) {
-          __syncwarp();  // the warp's previous lookups are done
-#pragma unroll 8
-          for (int k = lane; k < cats; k += 32) table[k] = logf(p[k]);
-          __syncwarp();
-#pragma unroll 1
-          for (int c = lane; c < cols; c += 32) {
-            const int32_t k = xs[c];
-            out[c] = k < 0 ? 0.0f : table[k];
+  input_runs::for_each_item<J>(
+      num_nodes, run, batch, var, param_offset, [&](int64_t i0, int n, int64_t c0, int32_t my_var, int64_t my_off) {
+        int32_t k[J];  // slots of the current variable (input_runs::load_slots)
+        int32_t cur = __shfl_sync(kAll, my_var, 0);
+        input_runs::load_slots<J>(k, x, missing, num_vars, batch, c0, cur);
+        float g[J];  // the gathered probabilities of the node in flight; 1 (log 0) where k < 0
+        const auto gather = [&](int64_t off) {
+#pragma unroll
+          for (int u = 0; u < J; ++u) g[u] = k[u] >= 0 ? __ldg(params + off + k[u]) : 1.0f;
+        };
+        gather(__shfl_sync(kAll, my_off, 0));
+        for (int j = 0; j < n; ++j) {  // warp-uniform
+          float p[J];
+#pragma unroll
+          for (int u = 0; u < J; ++u) p[u] = g[u];
+          if (j + 1 < n) {
+            const int32_t v = __shfl_sync(kAll, my_var, j + 1);
+            const int64_t off = __shfl_sync(kAll, my_off, j + 1);
+            if (v != cur) {  // warp-uniform
+              cur = v;
+              input_runs::load_slots<J>(k, x, missing, num_vars, batch, c0, v);
+            }
+            gather(off);
           }
-        } else {
-#pragma unroll 4
-          for (int c = lane; c < cols; c += 32) {
-            const int32_t k = xs[c];
-            out[c] = k < 0 ? 0.0f : logf(p[k]);
-          }
+          const int64_t at = (row_start + i0 + j) * batch + c0 + lane;
+#pragma unroll
+          for (int u = 0; u < J; ++u)
+            if (c0 + lane + 32 * u < batch) {
+              values[at + 32 * u] = logf(p[u]);
+              if (zero_flows != nullptr) zero_flows[at + 32 * u] = 0.0f;
+            }
         }
       });
 }
@@ -72,7 +80,7 @@ template <class T>
 __global__ void __launch_bounds__(kThreads) category_major_forward_kernel(
     int64_t row_start, int64_t num_nodes, const int32_t* __restrict__ var, const int64_t* __restrict__ param_offset,
     int64_t stride, const float* __restrict__ params, const T* __restrict__ x, const uint8_t* __restrict__ missing,
-    int64_t num_vars, float* __restrict__ values, int64_t batch) {
+    int64_t num_vars, float* __restrict__ values, float* __restrict__ zero_flows, int64_t batch) {
   __shared__ int32_t xs[input_runs::kCmTile];
   __shared__ float tile[32][input_runs::kCmTile + 1];  // [node][column], padded: lanes write a column
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -83,8 +91,11 @@ __global__ void __launch_bounds__(kThreads) category_major_forward_kernel(
       },
       [&](int64_t i0, int n, int64_t c0, int cols) {
         for (int j = warp; j < n; j += kWarps) {
-          float* out = values + (row_start + i0 + j) * batch + c0;
-          for (int c = lane; c < cols; c += 32) out[c] = tile[j][c];
+          const int64_t at = (row_start + i0 + j) * batch + c0;
+          for (int c = lane; c < cols; c += 32) {
+            values[at + c] = tile[j][c];
+            if (zero_flows != nullptr) zero_flows[at + c] = 0.0f;
+          }
         }
       });
 }
@@ -93,7 +104,8 @@ __global__ void __launch_bounds__(kThreads) category_major_forward_kernel(
 template <class T>
 __global__ void gaussian_forward_kernel(int64_t row_start, int64_t num_nodes, const int32_t* var,
                                         const int64_t* param_offset, const float* params, const T* x,
-                                        const uint8_t* missing, int64_t num_vars, float* values, int64_t batch) {
+                                        const uint8_t* missing, int64_t num_vars, float* values, float* zero_flows,
+                                        int64_t batch) {
   const int64_t bstride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = blockIdx.y; i < num_nodes; i += gridDim.y) {
     const int64_t v = var[i];
@@ -109,6 +121,7 @@ __global__ void gaussian_forward_kernel(int64_t row_start, int64_t num_nodes, co
         const double z = (static_cast<double>(x[at]) - mean) * inv_std;
         out[b] = static_cast<float>(c - 0.5 * z * z);
       }
+      if (zero_flows != nullptr) zero_flows[(row_start + i) * batch + b] = 0.0f;
     }
   }
 }
@@ -116,7 +129,7 @@ __global__ void gaussian_forward_kernel(int64_t row_start, int64_t num_nodes, co
 }  // namespace
 
 void input_forward(const DevInputGroup& g, const float* params, const void* x, DType t, const uint8_t* missing,
-                   int64_t num_vars, float* values, int64_t batch, cudaStream_t stream) {
+                   int64_t num_vars, float* values, float* zero_flows, int64_t batch, cudaStream_t stream) {
   if (g.num_nodes == 0 || batch == 0) return;
   with_dtype(t, [&](auto tag) {
     using T = decltype(tag);
@@ -125,20 +138,29 @@ void input_forward(const DevInputGroup& g, const float* params, const void* x, D
       const dim3 grid(static_cast<unsigned>(std::min<int64_t>((batch + kThreads - 1) / kThreads, 1 << 16)),
                       static_cast<unsigned>(std::min<int64_t>(g.num_nodes, 65535)));
       gaussian_forward_kernel<T><<<grid, kThreads, 0, stream>>>(g.row_start, g.num_nodes, g.var, g.param_offset,
-                                                               params, xt, missing, num_vars, values, batch);
+                                                               params, xt, missing, num_vars, values, zero_flows,
+                                                               batch);
       PCC_CUDA_CHECK_LAUNCH("input_forward (gaussian)");
       return;
     }
     if (g.cat_stride != 1) {
       category_major_forward_kernel<T><<<input_runs::cm_grid(g.num_nodes, batch), kThreads, 0, stream>>>(
-          g.row_start, g.num_nodes, g.var, g.param_offset, g.cat_stride, params, xt, missing, num_vars, values, batch);
+          g.row_start, g.num_nodes, g.var, g.param_offset, g.cat_stride, params, xt, missing, num_vars, values, zero_flows,
+          batch);
       PCC_CUDA_CHECK_LAUNCH("input_forward (category-major)");
       return;
     }
-    const input_runs::Shape sh = input_runs::shape(g.num_nodes, batch, g.max_cats > kTableCats, kMinTile);
-    discrete_forward_kernel<T><<<input_runs::grid(sh, g.num_nodes, batch), kThreads, 0, stream>>>(g.row_start, g.num_nodes, sh, g.var, g.param_offset,
-                                                             g.num_cats, g.dist == Dist::Bernoulli, params, xt,
-                                                             missing, num_vars, values, batch);
+    const input_runs::WarpShape sh = input_runs::warp_shape(g.num_nodes, batch, kMaxCols);
+    const auto launch = [&](auto kernel) {
+      kernel<<<sh.grid, kThreads, 0, stream>>>(g.row_start, g.num_nodes, sh.run, g.var, g.param_offset, params, xt,
+                                               missing, num_vars, values, zero_flows, batch);
+    };
+    if (sh.j == 8)
+      launch(discrete_forward_kernel<T, 8>);
+    else if (sh.j == 4)
+      launch(discrete_forward_kernel<T, 4>);
+    else
+      launch(discrete_forward_kernel<T, 2>);
     PCC_CUDA_CHECK_LAUNCH("input_forward");
   });
 }

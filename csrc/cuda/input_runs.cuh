@@ -1,13 +1,17 @@
-// The scaffolding of the discrete (Categorical / Bernoulli) input kernels, forward and backward:
-// a CTA takes runs of up to kMaxRun consecutive nodes over tiles of batch columns (Shape). For each
-// run and tile it stages, once per variable segment of the run, the tile's column of x as slot indices
+// The scaffolding of the discrete (Categorical / Bernoulli) input kernels.
+//
+// Runs (the backward): a CTA takes runs of up to kMaxRun consecutive nodes over tiles of batch
+// columns (Shape). For each run and tile it stages, once per variable segment of the run, the tile's column of x as slot indices
 // (-1 = missing) in shared memory (x is [batch, num_vars] row-major, so a variable's column is a
 // strided read: a sector per entry), and hands the segment's nodes to its warps, one node per warp.
 // Warps sync among themselves between nodes (the caller's business); the CTA syncs only when its
 // variable changes. Validation has run (validate.cu), so discrete entries are in-range integers.
+// Warp items (the forward, below) measured 1.4x slower in the backward on HCLT-256 (2026-11-23: more
+// histogram flushes, as a tile of a warp item is narrower), so the backward keeps runs.
 #pragma once
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 
 namespace pcc {
@@ -87,6 +91,66 @@ __device__ __forceinline__ void for_each_node(int64_t num_nodes, Shape sh, const
           node(i0 + j, __shfl_sync(kAll, my_off, j), __shfl_sync(kAll, my_cats, j), c0, cols);
       }
     }
+  }
+}
+
+// Warp items (the forward). One warp per item of `run` consecutive nodes x 32 J batch columns,
+// lane l holding columns c0 + l + 32 u (u < J). The item's node metadata sits one node per lane; the
+// slot indices of the current variable stay in registers while the warp walks its nodes (a
+// variable's nodes are consecutive), so x's strided column is read once per variable and item. No
+// shared memory and no CTA barrier: a launch's cost is its chain of dependent loads (metadata, x,
+// parameters), so items are sized to fill the device once and no more.
+constexpr int64_t kFillWarps = 8192;  // items a grid should have (one resident wave of an H100)
+constexpr int kMinRun = 4;            // nodes per item at least (each item reads x once per variable)
+
+// An item shape: J columns per lane (the batch in as few tiles as max_j registers a lane allow), runs
+// shrinking from 32 nodes until the grid has kFillWarps items, so a small group still spreads over
+// the device.
+struct WarpShape {
+  int j, run;
+  unsigned grid;
+};
+
+inline WarpShape warp_shape(int64_t num_nodes, int64_t batch, int max_j) {
+  WarpShape sh{max_j, kMaxRun, 1};
+  while (sh.j > 2 && 32 * (sh.j / 2) >= batch) sh.j /= 2;
+  const int64_t tiles = (batch + 32 * sh.j - 1) / (32 * sh.j);
+  while (sh.run > kMinRun && (num_nodes + sh.run - 1) / sh.run * tiles < kFillWarps) sh.run /= 2;
+  const int64_t items = (num_nodes + sh.run - 1) / sh.run * tiles;
+  sh.grid = static_cast<unsigned>(std::min<int64_t>((items + kWarps - 1) / kWarps, kMaxGrid));
+  return sh;
+}
+
+// Calls item(i0, n, c0, my_var, my_off) warp-uniformly for each item of this warp: nodes
+// [i0, i0 + n), columns from c0; lane j < n holds node i0 + j's variable and first parameter, read
+// with __shfl_sync.
+template <int J, class Item>
+__device__ __forceinline__ void for_each_item(int64_t num_nodes, int run, int64_t batch,
+                                              const int32_t* __restrict__ var,
+                                              const int64_t* __restrict__ param_offset, Item&& item) {
+  const int lane = threadIdx.x & 31;
+  const int64_t tiles = (batch + 32 * J - 1) / (32 * J), items = (num_nodes + run - 1) / run * tiles;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarps;
+  for (int64_t it = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); it < items;
+       it += warps) {  // warp-uniform
+    const int64_t i0 = it / tiles * run, c0 = it % tiles * (32 * J);
+    const int n = num_nodes - i0 < run ? static_cast<int>(num_nodes - i0) : run;
+    const bool mine = lane < n;
+    item(i0, n, c0, mine ? var[i0 + lane] : -1, mine ? param_offset[i0 + lane] : int64_t(0));
+  }
+}
+
+// k[u] = the slot index of variable v in column c0 + lane + 32 u: -1 where missing, -2 past the batch.
+template <int J, class T>
+__device__ __forceinline__ void load_slots(int32_t (&k)[J], const T* __restrict__ x,
+                                           const uint8_t* __restrict__ missing, int64_t num_vars, int64_t batch,
+                                           int64_t c0, int64_t v) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int u = 0; u < J; ++u) {
+    const int64_t c = c0 + lane + 32 * u;
+    const int64_t at = c * num_vars + v;
+    k[u] = c >= batch ? -2 : missing != nullptr && missing[at] ? -1 : static_cast<int32_t>(x[at]);
   }
 }
 

@@ -15,14 +15,15 @@ namespace cuda {
 // throws pcc::Error naming the first bad entry (synchronizes the stream).
 void validate_inputs(const CudaPlan& cp, const void* x, DType t, const uint8_t* missing, int64_t batch,
                      cudaStream_t stream);
-// input_forward.cu / input_backward.cu
+// input_forward.cu / input_backward.cu. The forward ops take zero_flows: when not null (the backward's
+// recompute), the flow rows of the nodes they compute are cleared in the same pass.
 void input_forward(const DevInputGroup& g, const float* params, const void* x, DType t, const uint8_t* missing,
-                   int64_t num_vars, float* values, int64_t batch, cudaStream_t stream);
+                   int64_t num_vars, float* values, float* zero_flows, int64_t batch, cudaStream_t stream);
 void input_backward(const DevInputGroup& g, const float* params, const void* x, DType t,
                     const uint8_t* missing, int64_t num_vars, const float* flows, float* param_flows,
                     int64_t batch, cudaStream_t stream);
 // product_forward.cu / product_backward.cu
-void product_forward(const DevProduct& p, float* values, int64_t batch, cudaStream_t stream);
+void product_forward(const DevProduct& p, float* values, float* zero_flows, int64_t batch, cudaStream_t stream);
 // Children's flow rows += each product node's flow row (parents and children share the buffer).
 void product_backward(const DevProduct& p, float* flows, int64_t batch, cudaStream_t stream);
 

@@ -111,6 +111,23 @@ def test_benchmark_structures_small(precision, fuse):
         check_model(root, x, missing, precision, fuse=fuse)
 
 
+@pytest.mark.parametrize("batch", [1, 45, 800])
+def test_discrete_inputs_across_kernel_shapes(batch):
+    # The discrete input kernels' item shapes (input_runs.cuh): 2 and 8 columns per lane, one to four
+    # batch tiles, runs of 4 to 8 nodes whose variable changes inside a run (100 latents), the
+    # histogram backward (16 categories, Bernoulli) and the direct one (700 categories, node-major),
+    # with missing entries.
+    cats = torch.randint(0, 16, (max(batch, 64), 256))
+    for dist in (pcc.dists.Categorical(num_cats=16), pcc.dists.Bernoulli()):
+        data = cats % 2 if isinstance(dist, pcc.dists.Bernoulli) else cats
+        root = pcc.structures.HCLT(data, num_latents=100, input_dist=dist)
+        x = data[torch.randperm(len(data))[:batch]]
+        check_model(root, x, torch.rand(x.shape) < 0.1, "tf32", category_major_cats=-1)
+    hmm = pcc.structures.HMM(8, num_latents=6, num_emits=700)
+    x = torch.randint(0, 700, (batch, 8))
+    check_model(hmm, x, torch.rand(x.shape) < 0.1, "tf32", category_major_cats=-1)
+
+
 @pytest.mark.parametrize("fuse", [False, True])
 def test_gradients_match_cpu(fuse):
     for name, root, data in small_structures():
