@@ -2,6 +2,7 @@
 # One call on the GPU machine: build pcc from source, run the CUDA test suite against the CPU backend,
 # compute-sanitizer (memcheck, racecheck) on a short run, the kernel checks, and print a short table.
 # Usage (device tool): bash benchmarks/gpu_check.sh   [STAGES="build tests sanitize kernels train structures pyjuice"]
+#   pyjuice stage: PYJUICE_ONLY=a,b PYJUICE_JOBS=N PYJUICE_TIMEOUT=s PYJUICE_ARGS="--pj-cuda-graphs ..."
 set -uo pipefail
 OUT=${OUT:-/tmp/pcc-out}; mkdir -p "$OUT"
 STAGES=${STAGES:-"build tests sanitize kernels"}
@@ -74,7 +75,7 @@ if have pyjuice; then
   export TRITON_CACHE_DIR=/tmp/tcache
   mkdir -p "$TRITON_CACHE_DIR" && { [ -f .whl/triton-cache.tgz ] && tar xzf .whl/triton-cache.tgz -C "$TRITON_CACHE_DIR"; }
   only=${PYJUICE_ONLY:+--only $PYJUICE_ONLY}
-  timeout "${PYJUICE_TIMEOUT:-520}" python3 benchmarks/vs_pyjuice.py --jobs "${PYJUICE_JOBS:-10}" $only \
+  timeout "${PYJUICE_TIMEOUT:-520}" python3 benchmarks/vs_pyjuice.py --jobs "${PYJUICE_JOBS:-10}" $only ${PYJUICE_ARGS:-} \
     --json-dir /tmp/vs --out "$OUT/vs_pyjuice.md" > "$OUT/vs_pyjuice.log" 2>&1
   RESULT[pyjuice]="rc=$? (table in vs_pyjuice.md, JSON in vs_json.tgz)"
   tar czf "$OUT/vs_json.tgz" -C /tmp/vs . 2>/dev/null

@@ -324,6 +324,23 @@ def gpu_turn(args):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def phase(args, stage, name):
+    """Workers of one --jobs run that holds every configuration at once meet here: each marks that it
+    reached `stage` ("ready": its CPU preparation is done; "timed": its GPU turn is done) and waits for
+    the others, so while any configuration is timed no other worker is compiling or running a float64
+    oracle on the CPU (PyJuice launches its kernels from Python, and a busy CPU slowed it by up to 25%
+    between runs). True when all arrived, False after --barrier-timeout seconds or without a barrier."""
+    if not args.barrier_dir:
+        return False
+    open(os.path.join(args.barrier_dir, f"{stage}.{name}"), "w").close()
+    t = time.perf_counter()
+    while time.perf_counter() - t < args.barrier_timeout:
+        if sum(f.startswith(stage + ".") for f in os.listdir(args.barrier_dir)) >= args.barrier_n:
+            return True
+        time.sleep(0.5)
+    return False
+
+
 def run_config(name, args, device):
     r = {"config": name, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
          "fuse_products": args.fuse_products, "cuda_graphs": args.cuda_graphs}
@@ -361,6 +378,7 @@ def run_config(name, args, device):
     r["pcc_compile_s"] = time.perf_counter() - t
     r["edges"] = model.stats()["sum_edges"]
 
+    r["quiet_timing"] = phase(args, "ready", name)
     with gpu_turn(args):
         r["gpu_wait_s"] = time.perf_counter() - t0 - r["build_s"] - r.get("pj_compile_s", 0) \
             - r["convert_s"] - r["pcc_compile_s"]
@@ -386,14 +404,19 @@ def run_config(name, args, device):
             # PyJuice's first calls JIT-compile its Triton kernels (TRITON_CACHE_DIR keeps them).
             r["pj_first_s"] = time.perf_counter() - t
 
+            # --pj-cuda-graphs: PyJuice records its passes as CUDA graphs on the first timed call and
+            # replays them after (its record_cudagraph; off by default, as pip installs it).
+            graphs = {"record_cudagraph": True} if args.pj_cuda_graphs else {}
+            r["pj_cuda_graphs"] = bool(args.pj_cuda_graphs)
+
             def pj_fwd():
                 with torch.no_grad():
-                    pc(x)
+                    pc(x, **graphs)
 
             def pj_fwd_bwd():
                 with torch.no_grad():
-                    pc(x)
-                    pc.backward(inputs=x, flows_memory=0.0)
+                    pc(x, **graphs)
+                    pc.backward(inputs=x, flows_memory=0.0, **graphs)
 
             def pj_step():
                 pj_fwd_bwd()
@@ -449,6 +472,7 @@ def run_config(name, args, device):
         if device.type == "cuda":
             torch.cuda.empty_cache()
     xe = x_cpu[:args.em_rows]
+    phase(args, "timed", name)  # the oracles' CPU work waits for every timing
 
     # ---- float64 oracle: the EM step on the same rows, then the log-likelihood of a few rows ----
     ref_em, ref_flow = None, None
@@ -538,6 +562,10 @@ def summary(results, args, device):
     mems = [r["mem_ratio"] for r in ok if r.get("mem_ratio") is not None]
     if steps:
         lines.append(f"min step speedup {min(steps):.2f}x; max memory ratio {max(mems) if mems else float('nan'):.2f}")
+    if any("quiet_timing" in r for r in ok):
+        lines.append(f"timed while no other worker used the CPU: {sum(bool(r.get('quiet_timing')) for r in ok)} "
+                     f"of {len(ok)} configurations; PyJuice with its CUDA graphs: "
+                     + ", ".join(sorted({str(r.get("pj_cuda_graphs", False)).lower() for r in ok})))
     checked = [r for r in ok if "ll_agree" in r]
     bad = [r["config"] for r in checked if not (r["ll_agree"] <= 1e-3 and r["param_agree"] <= 1e-3)]
     lines.append("agreement with PyJuice (LL 1e-3, params 1e-3): " + (
@@ -588,6 +616,8 @@ def main():
     ap.add_argument("--pcc-only", action="store_true", help="skip PyJuice's compile/run (graph still built)")
     ap.add_argument("--pj-fp32", action="store_true",
                     help="PyJuice's float32 kernels for the LL / EM agreement checks (timings unchanged)")
+    ap.add_argument("--pj-cuda-graphs", action="store_true",
+                    help="time PyJuice with its own CUDA graphs (record_cudagraph; off as pip installs it)")
     ap.add_argument("--out", default=None, help="write the final table here (atomically)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="worker processes; their GPU parts take turns under one lock (default 1)")
@@ -595,6 +625,11 @@ def main():
                     help="where each configuration's NAME.json goes as it ends (--jobs: and the workers' NAME.log)")
     ap.add_argument("--json-out", default=None, help="write this run's results as JSON (a worker of --jobs)")
     ap.add_argument("--lock", default=None, help="file lock that GPU work takes turns under (--jobs)")
+    ap.add_argument("--barrier-dir", default=None,
+                    help="(a worker of --jobs) where the workers mark their phases: see phase()")
+    ap.add_argument("--barrier-n", type=int, default=0, help="(a worker of --jobs) workers that meet there")
+    ap.add_argument("--barrier-timeout", type=float, default=1200.0,
+                    help="seconds a worker waits for the others at a phase (default 1200)")
     ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                     help="print the table of results saved by earlier runs (--json-out / --json-dir)")
     args = ap.parse_args()
@@ -668,7 +703,7 @@ def run_workers(names, args, device):
     out_dir = args.json_dir or tempfile.mkdtemp(prefix="vs_pyjuice.")
     os.makedirs(out_dir, exist_ok=True)
     lock = os.path.join(out_dir, "gpu.lock")
-    drop = {"--jobs", "--only", "--out", "--json-dir", "--json-out", "--lock"}
+    drop = {"--jobs", "--only", "--out", "--json-dir", "--json-out", "--lock", "--barrier-dir", "--barrier-n"}
     argv, skip = [], False
     for a in sys.argv[1:]:
         if skip:
@@ -682,12 +717,22 @@ def run_workers(names, args, device):
     # Two cores stay free for the worker holding the GPU: its kernel launches must not wait for a core.
     env = dict(os.environ, OMP_NUM_THREADS=str(max(1, ((os.cpu_count() or 4) - 2) // args.jobs)))
     pending, running, results = list(names), {}, {}
-    print(f"{len(names)} configurations, {args.jobs} workers at once; logs in {out_dir}", flush=True)
+    # With every configuration running at once, all timings happen while the CPU is quiet (phase()).
+    barrier = []
+    if args.jobs >= len(names):
+        barrier_dir = os.path.join(out_dir, "phases")
+        os.makedirs(barrier_dir, exist_ok=True)
+        for f in os.listdir(barrier_dir):
+            os.remove(os.path.join(barrier_dir, f))
+        barrier = ["--barrier-dir", barrier_dir, "--barrier-n", str(len(names))]
+    print(f"{len(names)} configurations, {args.jobs} workers at once; logs in {out_dir}"
+          + ("; timings while the CPU is quiet" if barrier else
+             "; timings overlap other workers' CPU work (--jobs below the configurations)"), flush=True)
     while pending or running:
         while pending and len(running) < args.jobs:
             name = pending.pop(0)
             cmd = [sys.executable, os.path.abspath(__file__), *argv, "--only", name, "--lock", lock,
-                   "--json-out", os.path.join(out_dir, f"{name}.json")]
+                   "--json-out", os.path.join(out_dir, f"{name}.json"), *barrier]
             log = open(os.path.join(out_dir, f"{name}.log"), "w")
             running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
         for name, (proc, log) in list(running.items()):
@@ -695,6 +740,9 @@ def run_workers(names, args, device):
                 continue
             log.close()
             del running[name]
+            for stage in ("ready", "timed"):  # a worker that ended early must not hold the others
+                if barrier:
+                    open(os.path.join(barrier[1], f"{stage}.{name}"), "a").close()
             try:
                 with open(os.path.join(out_dir, f"{name}.json")) as f:
                     results[name] = json.load(f)["results"][0]
