@@ -76,15 +76,15 @@ __global__ void __launch_bounds__(kThreads) discrete_forward_kernel(
 // Category-major Categorical groups: lanes over nodes (input_runs::for_each_cm_tile), so a column's
 // 32 gathers hit consecutive floats; the tile's values go through shared memory and are written row
 // by row. Same logf of the same float as the kernel above.
-template <class T>
+template <class T, int Tile>
 __global__ void __launch_bounds__(kThreads) category_major_forward_kernel(
     int64_t row_start, int64_t num_nodes, const int32_t* __restrict__ var, const int64_t* __restrict__ param_offset,
     int64_t stride, const float* __restrict__ params, const T* __restrict__ x, const uint8_t* __restrict__ missing,
     int64_t num_vars, float* __restrict__ values, float* __restrict__ zero_flows, int64_t batch) {
-  __shared__ int32_t xs[input_runs::kCmTile];
-  __shared__ float tile[32][input_runs::kCmTile + 1];  // [node][column], padded: lanes write a column
+  __shared__ int32_t xs[Tile];
+  __shared__ float tile[32][Tile + 1];  // [node][column], padded: lanes write a column
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  input_runs::for_each_cm_tile(
+  input_runs::for_each_cm_tile<Tile>(
       num_nodes, var, param_offset, x, missing, num_vars, batch, xs, [](int64_t, int, int64_t, int) {},
       [&](int j, int64_t off, int32_t k, int c) {
         tile[j][c] = k < 0 ? 0.0f : logf(params[off + static_cast<int64_t>(k) * stride]);
@@ -144,9 +144,18 @@ void input_forward(const DevInputGroup& g, const float* params, const void* x, D
       return;
     }
     if (g.cat_stride != 1) {
-      category_major_forward_kernel<T><<<input_runs::cm_grid(g.num_nodes, batch), kThreads, 0, stream>>>(
-          g.row_start, g.num_nodes, g.var, g.param_offset, g.cat_stride, params, xt, missing, num_vars, values, zero_flows,
-          batch);
+      const int tile = input_runs::cm_tile(g.num_nodes, batch);
+      const auto launch = [&](auto kernel) {
+        kernel<<<input_runs::cm_grid(g.num_nodes, batch, tile), kThreads, 0, stream>>>(
+            g.row_start, g.num_nodes, g.var, g.param_offset, g.cat_stride, params, xt, missing, num_vars, values,
+            zero_flows, batch);
+      };
+      if (tile == 128)
+        launch(category_major_forward_kernel<T, 128>);
+      else if (tile == 64)
+        launch(category_major_forward_kernel<T, 64>);
+      else
+        launch(category_major_forward_kernel<T, 32>);
       PCC_CUDA_CHECK_LAUNCH("input_forward (category-major)");
       return;
     }

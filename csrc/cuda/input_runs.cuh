@@ -156,7 +156,7 @@ __device__ __forceinline__ void load_slots(int32_t (&k)[J], const T* __restrict_
 
 // Category-major Categorical groups (plan.h): slot k of node i at param_offset[i] + k * stride, so
 // consecutive nodes reading one category read consecutive floats. A CTA takes runs of 32 nodes, one
-// per lane, over tiles of kCmTile columns; for each variable segment of the run it stages the tile's
+// per lane, over tiles of Tile columns; for each variable segment of the run it stages the tile's
 // slot indices in xs and each warp takes a column at a time, its lanes the segment's nodes:
 //   begin(i0, n, c0, cols)  every thread, before the tile's segments (after a CTA sync),
 //   column(j, off, k, c)     lane j of a segment (node i0 + j, first slot off, slot index k of column
@@ -164,13 +164,24 @@ __device__ __forceinline__ void load_slots(int32_t (&k)[J], const T* __restrict_
 //   end(i0, n, c0, cols)     every thread, after all columns (after a CTA sync).
 constexpr int kCmTile = 128;
 
-inline dim3 cm_grid(int64_t num_nodes, int64_t batch) {
-  const int64_t runs = (num_nodes + 31) / 32, tiles = (batch + kCmTile - 1) / kCmTile;
+// Tile columns: kCmTile, or narrower (64, 32) where the grid would have fewer than kCmFillCtas CTAs
+// (an HMM step's 512 emission nodes: 16 runs x 4 tiles of 128 left most SMs idle, and each warp
+// walked 16 columns of dependent gathers).
+constexpr int64_t kCmFillCtas = 512;
+
+inline int cm_tile(int64_t num_nodes, int64_t batch) {
+  int tile = kCmTile;
+  while (tile > 32 && (num_nodes + 31) / 32 * ((batch + tile - 1) / tile) < kCmFillCtas) tile /= 2;
+  return tile;
+}
+
+inline dim3 cm_grid(int64_t num_nodes, int64_t batch, int tile = kCmTile) {
+  const int64_t runs = (num_nodes + 31) / 32, tiles = (batch + tile - 1) / tile;
   return dim3(static_cast<unsigned>(runs < kMaxGrid ? runs : kMaxGrid),
               static_cast<unsigned>(tiles < 65535 ? tiles : 65535));
 }
 
-template <class T, class Begin, class Column, class End>
+template <int Tile = kCmTile, class T, class Begin, class Column, class End>
 __device__ __forceinline__ void for_each_cm_tile(int64_t num_nodes, const int32_t* __restrict__ var,
                                                  const int64_t* __restrict__ param_offset, const T* __restrict__ x,
                                                  const uint8_t* __restrict__ missing, int64_t num_vars,
@@ -185,9 +196,9 @@ __device__ __forceinline__ void for_each_cm_tile(int64_t num_nodes, const int32_
     const int64_t my_off = mine ? param_offset[i0 + lane] : 0;
     const int32_t prev_var = __shfl_up_sync(kAll, my_var, 1);
     const unsigned starts = __ballot_sync(kAll, mine && (lane == 0 || my_var != prev_var));
-    for (int64_t c0 = static_cast<int64_t>(blockIdx.y) * kCmTile; c0 < batch;
-         c0 += static_cast<int64_t>(gridDim.y) * kCmTile) {
-      const int cols = batch - c0 < kCmTile ? static_cast<int>(batch - c0) : kCmTile;
+    for (int64_t c0 = static_cast<int64_t>(blockIdx.y) * Tile; c0 < batch;
+         c0 += static_cast<int64_t>(gridDim.y) * Tile) {
+      const int cols = batch - c0 < Tile ? static_cast<int>(batch - c0) : Tile;
       __syncthreads();  // the previous tile's end() is done with shared memory
       begin(i0, n, c0, cols);
       for (unsigned rest = starts; rest != 0;) {

@@ -470,6 +470,7 @@ constexpr int kTcMeta = kTcThreads;  // entries staged per round
 // tiles); a chunk index j of a child block is (entry j >> lrc, row chunk j & (2^lrc - 1)).
 struct TcGrid {
   int col_tiles = 1, tiles_per_cta = 1, groups = 1, slices = 1, lrc = 0, items = 0;
+  int parts = 1;  // CTAs sharing one (child block, slice, column group): each takes a part of its entries
 };
 
 template <int RT, int CS>
@@ -589,7 +590,8 @@ __global__ void __launch_bounds__(kTcThreads, 2)
     Pp[(x / (RT * LDP)) * ((NWK + 1) * RT * LDP) + NWK * RT * LDP + x % (RT * LDP)] = 0.0f;
 
   for (int item = blockIdx.x; item < grid.items; item += gridDim.x) {
-    const int grp = item % grid.groups, rest = item / grid.groups;
+    const int part = item % grid.parts;
+    const int grp = item / grid.parts % grid.groups, rest = item / grid.parts / grid.groups;
     const int slice = rest % grid.slices, k = rest / grid.slices;
     const int tile0 = grp * grid.tiles_per_cta;
     const int tile1 = min(grid.col_tiles, tile0 + grid.tiles_per_cta);
@@ -614,7 +616,11 @@ __global__ void __launch_bounds__(kTcThreads, 2)
       else
         return values[(crow + c) * batch + t];
     };
-    const int q0 = s.child_block_start[k], q1 = s.child_block_start[k + 1];
+    // This part's share of the entries reading the block (every flow goes out with atomics, so the
+    // parts' partial sums simply add).
+    const int qb0 = s.child_block_start[k], qb1 = s.child_block_start[k + 1];
+    const int per = (qb1 - qb0 + grid.parts - 1) / grid.parts;
+    const int q0 = qb0 + part * per, q1 = min(qb1, q0 + per);
     if (q1 <= q0) continue;  // uniform over the CTA
     const int rounds = (q1 - q0 + kTcMeta - 1) / kTcMeta;
     int nvalid = rounds == 1 ? tc_load_meta<F>(s, q0, q1, starts, cblock, meta_p, meta_w, cnt) : 0;
@@ -952,7 +958,9 @@ int ilog2(int64_t x) {
 
 // Work split: about four waves of two CTAs per SM; where there is more work than that, a CTA walks
 // several column tiles of its (child block, slice), staging the entries once and loading the next
-// tile's first chunk during the current tile's last.
+// tile's first chunk during the current tile's last. Where there is less than one wave (an HMM step's
+// 16 child blocks x 4 column tiles: 64 CTAs, each walking 16 entries in sequence), the entries of a
+// block are split over `parts` CTAs, at least two entries each on average.
 template <int RT, int CS>
 TcGrid tc_grid(const DevSum& s, int64_t batch, int sms) {
   const int64_t col_tiles = (batch + kTcT - 1) / kTcT;
@@ -962,7 +970,10 @@ TcGrid tc_grid(const DevSum& s, int64_t batch, int sms) {
                                   col_tiles);
   const int64_t groups = (col_tiles + tpc - 1) / tpc;
   tpc = (col_tiles + groups - 1) / groups;
-  if (units * groups > INT32_MAX - kMaxGrid || col_tiles > INT32_MAX)  // item += gridDim.x stays in range
+  const int64_t wave = 2 * int64_t(std::max(sms, 1)), work = units * groups;
+  const int64_t avg_entries = s.num_child_blocks > 0 ? s.num_blocks * s.fanin / s.num_child_blocks : 1;
+  const int64_t parts = work >= wave ? 1 : std::max<int64_t>(1, std::min((wave + work - 1) / work, avg_entries / 2));
+  if (units * groups * parts > INT32_MAX - kMaxGrid || col_tiles > INT32_MAX)  // item += gridDim.x stays in range
     ::pcc::raise("sum_backward: partition too large (", s.num_child_blocks, " child blocks, batch ", batch, ")");
   TcGrid gr;
   gr.col_tiles = static_cast<int>(col_tiles);
@@ -970,7 +981,8 @@ TcGrid tc_grid(const DevSum& s, int64_t batch, int sms) {
   gr.groups = static_cast<int>(groups);
   gr.slices = static_cast<int>(slices);
   gr.lrc = ilog2(s.block_size / RT);
-  gr.items = static_cast<int>(units * groups);
+  gr.parts = static_cast<int>(parts);
+  gr.items = static_cast<int>(units * groups * parts);
   return gr;
 }
 // ==== tensor-core kernel: end ====
