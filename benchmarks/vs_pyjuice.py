@@ -25,7 +25,11 @@ last (also written atomically to `--out`), with geometric means of the ratios.
 `--jobs N` runs the configurations in N worker processes of this script at once: their CPU work
 (building and compiling the circuits, PyJuice's compile takes minutes, and the float64 oracles)
 overlaps, while everything that runs on the GPU (moving a circuit there, agreement, timing, memory)
-happens under one file lock, one configuration at a time, so no timing shares the GPU. Each worker
+happens under one file lock, one configuration at a time, so no timing shares the GPU. When the run
+holds every configuration at once the workers also meet before their GPU turns and again before
+their oracles (phase()), so nothing else uses the CPU while a configuration is timed (PyJuice
+launches its kernels from Python). `--pj-cuda-graphs` times PyJuice with its own CUDA graphs
+(`record_cudagraph`; off as pip installs it). Each worker
 writes its result as JSON (`--json-out`); `--merge A.json B.json ...` makes the table from results of
 several runs on the same machine.
 
