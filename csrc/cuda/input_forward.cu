@@ -43,7 +43,7 @@ __global__ void __launch_bounds__(kThreads) discrete_forward_kernel(
         int32_t k[J];  // slots of the current variable (input_runs::load_slots)
         int32_t cur = __shfl_sync(kAll, my_var, 0);
         input_runs::load_slots<J>(k, x, missing, num_vars, batch, c0, cur);
-        float g[J];  // the gathered probabilities of the node in flight; 1 (log 0) where k < 0
+        float g[J];  // the gathered probabilities of the node in flight; 1 where k < 0 (log 1 = 0)
         const auto gather = [&](int64_t off) {
 #pragma unroll
           for (int u = 0; u < J; ++u) g[u] = k[u] >= 0 ? __ldg(params + off + k[u]) : 1.0f;

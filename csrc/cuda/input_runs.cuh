@@ -1,13 +1,16 @@
-// The scaffolding of the discrete (Categorical / Bernoulli) input kernels.
+// The scaffolding of the discrete (Categorical / Bernoulli) input kernels. Validation has run
+// (validate.cu), so discrete entries are in-range integers.
 //
 // Runs (the backward): a CTA takes runs of up to kMaxRun consecutive nodes over tiles of batch
-// columns (Shape). For each run and tile it stages, once per variable segment of the run, the tile's column of x as slot indices
-// (-1 = missing) in shared memory (x is [batch, num_vars] row-major, so a variable's column is a
-// strided read: a sector per entry), and hands the segment's nodes to its warps, one node per warp.
-// Warps sync among themselves between nodes (the caller's business); the CTA syncs only when its
-// variable changes. Validation has run (validate.cu), so discrete entries are in-range integers.
-// Warp items (the forward, below) measured 1.4x slower in the backward on HCLT-256 (2026-11-23: more
-// histogram flushes, as a tile of a warp item is narrower), so the backward keeps runs.
+// columns (Shape). For each run and tile it stages, once per variable segment of the run, the tile's
+// column of x as slot indices (-1 = missing) in shared memory (x is [batch, num_vars] row-major, so
+// a variable's column is a strided read: a sector per entry), and hands the segment's nodes to its
+// warps, one node per warp. Warps sync among themselves between nodes (the caller's business); the
+// CTA syncs only when its variable changes.
+//
+// Warp items (the forward): see below. In the backward they measured 1.4x slower on HCLT-256
+// (2026-11-23: a warp item's tile is narrower, so a node's histogram is flushed more often), so the
+// backward keeps runs.
 #pragma once
 #include <cuda_runtime.h>
 

@@ -49,7 +49,8 @@ __global__ void product_forward_kernel(int64_t row_start, int64_t num_nodes, int
 
 void product_forward(const DevProduct& p, float* values, float* zero_flows, int64_t batch, cudaStream_t stream) {
   if (p.num_nodes == 0 || batch == 0) return;
-  const bool vec = product_rows::vectorized(values, batch) && (zero_flows == nullptr || product_rows::vectorized(zero_flows, batch));
+  const bool vec = product_rows::vectorized(values, batch) &&
+                   (zero_flows == nullptr || product_rows::vectorized(zero_flows, batch));
   const unsigned grid = product_rows::grid(p.num_nodes, batch, vec);
   if (vec)
     product_forward_kernel<4><<<grid, product_rows::kThreads, 0, stream>>>(p.row_start, p.num_nodes, p.fanin,
