@@ -99,8 +99,11 @@ Plan fuse_products(const Plan& p, int64_t max_input_rows, int64_t max_arity) {
     inputs_ok[li] = reads <= max_input_rows;
   }
 
-  // Which partitions fuse: any reader that is not a whole element-wise child block keeps one.
+  // Which partitions fuse: any reader that is not a whole element-wise child block keeps one. The
+  // starts of every sum entry that reads a product row are kept, in the order of the entries, for
+  // the rewrite below (which walks the entries in the same order).
   std::vector<uint8_t> fuses(parts.size(), 1);
+  std::vector<std::vector<int64_t>> entry_starts;
   auto keep_row = [&](int64_t r) {
     if (r >= 0 && r < n && rows.part[r] >= 0) fuses[rows.part[r]] = 0;
   };
@@ -115,9 +118,10 @@ Plan fuse_products(const Plan& p, int64_t max_input_rows, int64_t max_arity) {
         if (r < 0 || rows.part[r] < 0) continue;
         const PartRef& at = parts[rows.part[r]];
         const ProductPartition& q = p.layers[at.layer].products[at.index];
-        const auto starts = r + cb > q.row_start + q.num_nodes
-                                ? std::vector<int64_t>{}
-                                : element_wise_starts(q, r, cb, rows, inputs_ok[at.layer]);
+        entry_starts.push_back(r + cb > q.row_start + q.num_nodes
+                                   ? std::vector<int64_t>{}
+                                   : element_wise_starts(q, r, cb, rows, inputs_ok[at.layer]));
+        const std::vector<int64_t>& starts = entry_starts.back();
         if (starts.empty() || static_cast<int64_t>(starts.size()) > max_arity) {
           for (int64_t c = r; c < r + cb; ++c) keep_row(c);
         }
@@ -128,6 +132,7 @@ Plan fuse_products(const Plan& p, int64_t max_input_rows, int64_t max_arity) {
 
   Plan out = p;
   out.layers.clear();
+  size_t next_entry = 0;  // into entry_starts
   for (size_t li = 0; li < p.layers.size(); ++li) {
     Layer l = p.layers[li];
     if (l.kind == LayerKind::Product) {
@@ -142,16 +147,17 @@ Plan fuse_products(const Plan& p, int64_t max_input_rows, int64_t max_arity) {
     }
     for (SumPartition& s : l.sums) {
       // Arity: the most children of a fused product this partition reads (1 if it reads none).
-      const int64_t cb = s.child_block_size;
       std::vector<std::vector<int64_t>> starts(s.child_rows.size());
       int64_t arity = 1;
       for (size_t e = 0; e < s.child_rows.size(); ++e) {
         const int64_t r = s.child_rows[e];
-        if (r >= 0 && rows.part[r] >= 0 && fuses[rows.part[r]]) {
-          const PartRef& at = parts[rows.part[r]];
-          starts[e] = element_wise_starts(p.layers[at.layer].products[at.index], r, cb, rows, inputs_ok[at.layer]);
+        const bool reads_product = r >= 0 && rows.part[r] >= 0;
+        if (reads_product) PCC_CHECK(next_entry < entry_starts.size(), "internal error: fuse_products lost an entry");
+        if (reads_product && fuses[rows.part[r]]) {
+          starts[e] = std::move(entry_starts[next_entry++]);
           PCC_CHECK(!starts[e].empty(), "internal error: fuse_products lost a product's children");
         } else {
+          next_entry += reads_product;
           starts[e] = {r};  // an ordinary child block, or padding (-1)
         }
         arity = std::max<int64_t>(arity, static_cast<int64_t>(starts[e].size()));
