@@ -18,6 +18,8 @@ import torch
 
 import pcc
 
+from machine import machine
+
 
 def structures(args):
     torch.manual_seed(0)
@@ -34,19 +36,6 @@ def structures(args):
     yield "HMM(32 steps, 512 latents, 33279)", lambda: pcc.structures.HMM(32, num_latents=512, num_emits=33279), \
         lambda b: torch.randint(0, 33279, (b, 32))
 
-
-def machine():
-    """CPU model and memory, from /proc where it exists (Linux), else platform's guess."""
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-        with open("/proc/meminfo") as f:
-            kb = int(next(l.split()[1] for l in f if l.startswith("MemTotal")))
-        name += f" ({platform.machine()}), {kb / 2**20:.0f} GiB RAM"
-    except (OSError, StopIteration, ValueError):
-        pass
-    return name
 
 
 def median_time(fn, reps):

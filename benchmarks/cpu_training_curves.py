@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from machine import machine
+
 HERE = Path(__file__).resolve().parent
 TARGET_BPD = 0.1  # HCLT must beat the factorized baseline on mnist5k by at least this much
 
@@ -49,18 +51,6 @@ TUNING = ("Settings chosen by a small sweep of HCLT only (32 latents, batch 256,
           "overfits); mnist5k, 20 epochs: 0.5 / 1 -> 1.4530, 0.5 / 0.1 -> 1.5221. The factorized baseline "
           "and PD use the same settings.")
 
-
-def machine():
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-        with open("/proc/meminfo") as f:
-            kb = int(next(l.split()[1] for l in f if l.startswith("MemTotal")))
-        name += f" ({platform.machine()}), {kb / 2**20:.0f} GiB RAM"
-    except (OSError, StopIteration, ValueError):
-        pass
-    return name
 
 
 def pcc_exe():
