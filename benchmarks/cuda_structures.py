@@ -7,6 +7,7 @@ timed calls after warm-up (CUDA events). Side-by-side with PyJuice is benchmarks
         [--fuse-products auto|off|binary|on|compare]   # pcc.compile's fuse_products (compare: a row
                                                        # for each of off, binary and on)
         [--cuda-graphs on|off|compare]                 # pcc.set_cuda_graphs (compare: a row each)
+        [--fuse-inputs on|off|compare]                 # pcc.compile's fuse_inputs (compare: a row each)
 """
 import argparse
 import torch
@@ -39,6 +40,8 @@ def main():
     ap.add_argument("--fuse-products", choices=["auto", "off", "binary", "on", "compare"], default="auto")
     ap.add_argument("--cuda-graphs", choices=["on", "off", "compare"], default="on",
                     help="pcc.set_cuda_graphs (compare: a row with each)")
+    ap.add_argument("--fuse-inputs", choices=["on", "off", "compare"], default="on",
+                    help="pcc.compile's fuse_inputs (compare: a row with each)")
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
     print(f"| config | nodes | sum edges | layers | fwd ms | fwd+bwd ms | step ms | train GiB |")
@@ -54,13 +57,16 @@ def main():
             for graphs in {"on": [True], "off": [False], "compare": [False, True]}[args.cuda_graphs]:
                 pcc.set_cuda_graphs(graphs)
                 glabel = (" graphs" if graphs else " no graphs") if args.cuda_graphs == "compare" else ""
-                run(name + (label if args.fuse_products == "compare" else "") + glabel, root, x, args, fuse)
+                for fi in {"on": [True], "off": [False], "compare": [False, True]}[args.fuse_inputs]:
+                    ilabel = (" inputs fused" if fi else " inputs apart") if args.fuse_inputs == "compare" else ""
+                    run(name + (label if args.fuse_products == "compare" else "") + glabel + ilabel, root, x, args,
+                        fuse, fi)
         del root
 
 
-def run(name, root, x, args, fuse):
+def run(name, root, x, args, fuse, fuse_inputs):
     """Times one compiled model of `root` and prints its table row."""
-    model = pcc.compile(root, device="cuda", precision=args.precision, fuse_products=fuse)
+    model = pcc.compile(root, device="cuda", precision=args.precision, fuse_products=fuse, fuse_inputs=fuse_inputs)
     fwd, fwd_bwd, step = pcc_calls(model, x, 0.1, 0.1)
     dev = torch.device("cuda")
     t_f = timed(fwd, dev, 20)

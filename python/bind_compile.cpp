@@ -31,6 +31,7 @@ void bind_compile(py::module_& m) {
              py::dict d;
              d["layers"] = s.layers;
              d["input_groups"] = s.input_groups;
+             d["fused_input_groups"] = s.fused_input_groups;
              d["product_partitions"] = s.product_partitions;
              d["sum_partitions"] = s.sum_partitions;
              d["sum_blocks"] = s.sum_blocks;
@@ -44,6 +45,14 @@ void bind_compile(py::module_& m) {
              d["value_bytes_per_sample"] = s.value_bytes_per_sample;
              d["param_bytes"] = s.param_bytes;
              return d;
+           })
+      .def("fused_input_rows",
+           [](const pcc::Plan& p) {  // (row_start, num_nodes) of every fused input group: rows no pass writes
+             std::vector<std::pair<int64_t, int64_t>> out;
+             for (const pcc::Layer& l : p.layers)
+               for (const pcc::InputGroup& g : l.inputs)
+                 if (g.fused) out.emplace_back(g.row_start, g.num_nodes);
+             return out;
            })
       .def_readonly("num_rows", &pcc::Plan::num_rows)
       .def_readonly("num_vars", &pcc::Plan::num_vars)
@@ -61,7 +70,8 @@ void bind_compile(py::module_& m) {
   m.def(
       "compile",
       [](const pcc::Circuit& c, int64_t block_size, int64_t max_partitions, bool reuse_rows,
-         int64_t chunk_input_rows, int64_t category_major_cats, bool fuse_products, int64_t fuse_max_arity) {
+         int64_t chunk_input_rows, int64_t category_major_cats, bool fuse_products, int64_t fuse_max_arity,
+         bool fuse_inputs) {
         py::gil_scoped_release nogil;
         pcc::CompileOptions o;
         o.block_size = block_size;
@@ -71,13 +81,15 @@ void bind_compile(py::module_& m) {
         o.category_major_cats = category_major_cats;
         o.fuse_products = fuse_products;
         o.fuse_max_arity = fuse_max_arity;
+        o.fuse_inputs = fuse_inputs;
         return pcc::compile(c, o);
       },
       py::arg("circuit"), py::arg("block_size") = 0, py::arg("max_partitions") = 4, py::arg("reuse_rows") = true,
       py::arg("chunk_input_rows") = pcc::CompileOptions().chunk_input_rows,
       py::arg("category_major_cats") = pcc::CompileOptions().category_major_cats,
       py::arg("fuse_products") = pcc::CompileOptions().fuse_products,
-      py::arg("fuse_max_arity") = pcc::CompileOptions().fuse_max_arity);
+      py::arg("fuse_max_arity") = pcc::CompileOptions().fuse_max_arity,
+      py::arg("fuse_inputs") = pcc::CompileOptions().fuse_inputs);
   m.def(
       "dump_after",
       [](const pcc::Circuit& c, const std::string& pass, int64_t block_size) {

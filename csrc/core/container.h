@@ -17,7 +17,7 @@ enum class Kind : uint8_t { Circuit, Plan };
 // The version of each kind this build writes, and the oldest it still reads (plans: 2 added
 // recompute lists, 3 the input parameters' cat_stride, 4 the sum partitions' child_arity; a version 2
 // plan reads as node-major, versions 2 and 3 with child_arity 1).
-constexpr uint32_t kCircuitVersion = 1, kPlanVersion = 4, kOldestPlanVersion = 2;
+constexpr uint32_t kCircuitVersion = 1, kPlanVersion = 5, kOldestPlanVersion = 2;
 constexpr uint32_t version_of(Kind k) { return k == Kind::Plan ? kPlanVersion : kCircuitVersion; }
 constexpr uint32_t oldest_version_of(Kind k) { return k == Kind::Plan ? kOldestPlanVersion : kCircuitVersion; }
 constexpr size_t kHeaderSize = 32;

@@ -129,11 +129,16 @@ std::string dump_plan(const Plan& p) {
       s << " param=";
       list(s, g.param_offset);
       if (g.cat_stride != 1) s << " cat_stride=" << g.cat_stride;
+      if (g.fused) s << " fused";
       s << "\n";
     }
     for (const ProductPartition& pp : l.products) {
       s << "  product rows " << pp.row_start << "+" << pp.num_nodes << " fanin=" << pp.fanin << " children=";
       list(s, pp.child_rows);
+      if (!pp.fused_inputs.empty()) {
+        s << " fused_inputs:";
+        for (auto [li, k] : pp.fused_inputs) s << " " << li << "." << k;
+      }
       s << "\n";
     }
     for (const SumPartition& sp : l.sums) {

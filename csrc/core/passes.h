@@ -1,7 +1,7 @@
 // Internal: the compiler's passes and the intermediate results they hand to each other.
 // The pipeline (pipeline.cpp) runs them in order: verify -> layerize -> partition_blocks -> plan_memory
 // -> fuse_products (if CompileOptions::fuse_products) -> reuse_rows (unless CompileOptions::reuse_rows
-// is off).
+// is off) -> fuse_inputs (if CompileOptions::fuse_inputs).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -70,6 +70,7 @@ Partitioning partition_blocks(const Circuit& c, const Layering& l, int64_t block
 Plan plan_memory(const Circuit& c, const Partitioning& p, int64_t category_major_cats);
 Plan fuse_products(const Plan& p, int64_t max_input_rows, int64_t max_arity);
 Plan reuse_rows(const Plan& p, int64_t chunk_input_rows);
+Plan fuse_inputs(const Plan& p);
 
 // Block pattern of one sum vector (block_pattern.cpp); block_size 0 = choose from the shape.
 BlockPattern make_block_pattern(const Circuit& c, const NodeVector& v, int64_t block_size);

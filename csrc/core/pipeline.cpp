@@ -10,7 +10,8 @@ namespace pcc {
 
 const std::vector<std::string>& pass_names() {
   static const std::vector<std::string> names = {"verify",      "layerize",      "partition_blocks",
-                                                   "plan_memory", "fuse_products", "reuse_rows"};
+                                                   "plan_memory", "fuse_products", "reuse_rows",
+                                                   "fuse_inputs"};
   return names;
 }
 
@@ -20,7 +21,7 @@ Plan compile(const Circuit& c, const CompileOptions& o, std::ostream* dump) {
     bool known = false;
     for (const auto& n : pass_names()) known = known || n == after;
     PCC_CHECK(known, "unknown pass '", after,
-              "' (passes: verify, layerize, partition_blocks, plan_memory, fuse_products, reuse_rows)");
+              "' (passes: verify, layerize, partition_blocks, plan_memory, fuse_products, reuse_rows, fuse_inputs)");
     PCC_CHECK(dump != nullptr, "internal error: dump_after without an output stream");
   }
   PCC_CHECK(o.category_major_cats >= -1, "compile: category_major_cats must be >= -1, got ",
@@ -39,6 +40,8 @@ Plan compile(const Circuit& c, const CompileOptions& o, std::ostream* dump) {
   if (after == "fuse_products") *dump << dump_plan(plan);
   if (o.reuse_rows) plan = reuse_rows(plan, o.chunk_input_rows);
   if (after == "reuse_rows") *dump << dump_plan(plan);
+  if (o.fuse_inputs) plan = fuse_inputs(plan);
+  if (after == "fuse_inputs") *dump << dump_plan(plan);
   validate_plan(plan);  // the structural promises every backend relies on, checked once here
   return plan;
 }

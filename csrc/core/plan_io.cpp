@@ -3,6 +3,7 @@
 // documented in docs/ir.md; keep the two in step.
 #include <algorithm>
 #include <cmath>
+#include <set>
 #include <string>
 
 #include "core/container.h"
@@ -15,7 +16,8 @@ namespace {
 
 // Smallest possible records (scalars plus empty arrays), for checking counts before reserving; input
 // groups and group layouts have one more i64 (cat_stride) from version 3, sum partitions one more
-// (child_arity) from version 4.
+// (child_arity) from version 4, input groups one more (fused) and product partitions a count
+// (fused_inputs) from version 5.
 constexpr size_t kMinLayerBytes = 1 + 4 * 8;
 constexpr size_t kMinInputGroupBytes = 1 + 2 * 8 + 3 * 8;
 constexpr size_t kMinProductBytes = 3 * 8 + 8;
@@ -26,6 +28,7 @@ constexpr size_t kParamRunBytes = 5 * 8;
 constexpr size_t kStatsFields = 7;
 constexpr uint32_t kCatStrideVersion = 3;  // the first plan version with cat_stride fields
 constexpr uint32_t kChildArityVersion = 4;  // the first plan version with child_arity fields
+constexpr uint32_t kFusedInputsVersion = 5;  // the first plan version with fused input groups
 
 // The Stats fields in file order.
 void stats_fields(Stats& s, int64_t* (&out)[kStatsFields]) {
@@ -109,6 +112,7 @@ std::string serialize_plan_version(const Plan& p, uint32_t version) {
   PCC_CHECK(version >= container::kOldestPlanVersion && version <= container::kPlanVersion,
             "serialize_plan: cannot write plan version ", version);
   const bool strided = version >= kCatStrideVersion, fused = version >= kChildArityVersion;
+  const bool fused_in = version >= kFusedInputsVersion;
   container::Writer w;
   auto cat_stride = [&](int64_t s) {  // version 2 plans are node-major: no field, stride 1
     if (strided) w.i64(s);
@@ -117,6 +121,9 @@ std::string serialize_plan_version(const Plan& p, uint32_t version) {
   auto child_arity = [&](int64_t a) {  // versions 2 and 3 have no fused products: no field, arity 1
     if (fused) w.i64(a);
     else PCC_CHECK(a == 1, "serialize_plan: plan version ", version, " has no fused products (child_arity ", a, ")");
+  };
+  auto no_fused_inputs = [&](bool none) {  // versions 2 to 4: no fields, nothing fused
+    PCC_CHECK(fused_in || none, "serialize_plan: plan version ", version, " has no fused input groups");
   };
   w.i64(p.num_vars);
   w.i64(p.num_rows);
@@ -168,6 +175,8 @@ std::string serialize_plan_version(const Plan& p, uint32_t version) {
       w.i64(g.row_start);
       w.i64(g.num_nodes);
       cat_stride(g.cat_stride);
+      if (fused_in) w.i64(g.fused);
+      no_fused_inputs(g.fused == 0);
       w.i64s(g.var);
       w.i64s(g.param_offset);
       w.i64s(g.num_cats);
@@ -178,6 +187,13 @@ std::string serialize_plan_version(const Plan& p, uint32_t version) {
       w.i64(q.num_nodes);
       w.i64(q.fanin);
       w.i64s(q.child_rows);
+      no_fused_inputs(q.fused_inputs.empty());
+      if (!fused_in) continue;
+      w.count(q.fused_inputs.size());
+      for (const auto& [layer, group] : q.fused_inputs) {
+        w.i64(layer);
+        w.i64(group);
+      }
     }
     w.count(l.sums.size());
     for (const SumPartition& q : l.sums) {
@@ -204,6 +220,7 @@ Plan parse_plan(const std::string& bytes, const std::string& source) {
   container::Reader r = container::open(bytes, container::Kind::Plan, source);
   const bool strided = r.version() >= kCatStrideVersion;  // older plans are node-major: cat_stride 1
   const bool fused = r.version() >= kChildArityVersion;   // older plans have child_arity 1
+  const bool fused_in = r.version() >= kFusedInputsVersion;  // older plans fuse no inputs
   const size_t stride_bytes = strided ? 8 : 0;
   Plan p;
   p.num_vars = r.i64("num_vars");
@@ -253,7 +270,7 @@ Plan parse_plan(const std::string& bytes, const std::string& source) {
     Layer& l = p.layers[li];
     r.set_context("layer " + std::to_string(li));
     l.kind = static_cast<LayerKind>(read_enum(r, "kind", static_cast<uint8_t>(LayerKind::Sum)));
-    l.inputs.resize(r.count("input group count", kMinInputGroupBytes + stride_bytes));
+    l.inputs.resize(r.count("input group count", kMinInputGroupBytes + stride_bytes + (fused_in ? 8 : 0)));
     for (size_t gi = 0; gi < l.inputs.size(); ++gi) {
       InputGroup& g = l.inputs[gi];
       r.set_context("input group " + std::to_string(gi) + " of layer " + std::to_string(li));
@@ -261,12 +278,13 @@ Plan parse_plan(const std::string& bytes, const std::string& source) {
       g.row_start = r.i64("row_start");
       g.num_nodes = r.i64("num_nodes");
       if (strided) g.cat_stride = r.i64("cat_stride");
+      if (fused_in) g.fused = r.i64("fused");
       g.var = r.i64s("var");
       g.param_offset = r.i64s("param_offset");
       g.num_cats = r.i64s("num_cats");
     }
     r.set_context("layer " + std::to_string(li));
-    l.products.resize(r.count("product partition count", kMinProductBytes));
+    l.products.resize(r.count("product partition count", kMinProductBytes + (fused_in ? 8 : 0)));
     for (size_t qi = 0; qi < l.products.size(); ++qi) {
       ProductPartition& q = l.products[qi];
       r.set_context("product partition " + std::to_string(qi) + " of layer " + std::to_string(li));
@@ -274,6 +292,12 @@ Plan parse_plan(const std::string& bytes, const std::string& source) {
       q.num_nodes = r.i64("num_nodes");
       q.fanin = r.i64("fanin");
       q.child_rows = r.i64s("child_rows");
+      if (!fused_in) continue;
+      q.fused_inputs.resize(r.count("fused input count", 16));
+      for (auto& [layer, group] : q.fused_inputs) {
+        layer = r.i64("fused input layer");
+        group = r.i64("fused input group");
+      }
     }
     r.set_context("layer " + std::to_string(li));
     l.sums.resize(r.count("sum partition count", kMinSumBytes + (fused ? 8 : 0)));
@@ -393,6 +417,7 @@ void validate_plan(const Plan& p) {
             " group layouts for ", p.param_group_sizes.size(), " parameter groups");
   for (size_t gi = 0; gi < p.groups.size(); ++gi) validate_group(p, gi);
   const InputLayouts layouts(p);
+  std::set<std::pair<int64_t, int64_t>> listed;  // fused input groups some product partition computes
 
   for (size_t li = 0; li < p.layers.size(); ++li) {
     const Layer& l = p.layers[li];
@@ -415,6 +440,8 @@ void validate_plan(const Plan& p) {
       PCC_CHECK(g.cat_stride == 1 || (g.dist == Dist::Categorical && g.cat_stride > 1), "invalid plan: ", at,
                 ": cat_stride ", g.cat_stride, " for ", to_string(g.dist), " (must be 1",
                 g.dist == Dist::Categorical ? " or more)" : ")");
+      PCC_CHECK(g.fused == 0 || (g.fused == 1 && g.dist != Dist::Gaussian), "invalid plan: ", at, ": fused is ",
+                g.fused, g.fused == 1 ? " for a Gaussian group (only discrete groups fuse)" : " (must be 0 or 1)");
       for (size_t k = 0; k < n; ++k) {
         const int64_t var = g.var[k];
         PCC_CHECK(var >= 0 && var < p.num_vars, "invalid plan: ", at, ": node ", k, " reads variable ",
@@ -465,6 +492,14 @@ void validate_plan(const Plan& p) {
       for (size_t k = 0; k < q.child_rows.size(); ++k) {
         PCC_CHECK(q.child_rows[k] >= 0 && q.child_rows[k] < rows, "invalid plan: ", at,
                   ": child_rows[", k, "] is ", q.child_rows[k], ", outside the ", rows, " rows");
+      }
+      for (const auto& [gl, gi] : q.fused_inputs) {
+        PCC_CHECK(gl >= 0 && gl < static_cast<int64_t>(li) && p.layers[gl].kind == LayerKind::Input &&
+                      gi >= 0 && gi < static_cast<int64_t>(p.layers[gl].inputs.size()),
+                  "invalid plan: ", at, ": fused input (", gl, ", ", gi, ") is not an input group of an earlier layer");
+        PCC_CHECK(p.layers[gl].inputs[gi].fused == 1, "invalid plan: ", at, ": lists input group ", gi, " of layer ",
+                  gl, " as fused, but that group is not");
+        listed.insert({gl, gi});
       }
     }
     for (size_t qi = 0; qi < l.sums.size(); ++qi) {
@@ -541,8 +576,15 @@ void validate_plan(const Plan& p) {
                                                              : 0;
       PCC_CHECK(rp >= 0 && rp < parts, "invalid plan: layer ", li, " recomputes part ", rp, " of layer ", rl,
                 ", which has ", parts, " input groups or product partitions");
+      PCC_CHECK(src.kind != LayerKind::Input || src.inputs[rp].fused == 0, "invalid plan: layer ", li,
+                " recomputes input group ", rp, " of layer ", rl, ", which is fused (its readers compute it)");
     }
   }
+  // A fused group's values exist only inside its readers.
+  for (size_t li = 0; li < p.layers.size(); ++li)
+    for (size_t gi = 0; gi < p.layers[li].inputs.size(); ++gi)
+      PCC_CHECK(!p.layers[li].inputs[gi].fused || listed.count({static_cast<int64_t>(li), static_cast<int64_t>(gi)}),
+                "invalid plan: input group ", gi, " of layer ", li, " is fused but no product partition computes it");
 }
 
 }  // namespace pcc

@@ -17,14 +17,20 @@ PlanSummary summarize(const Plan& p) {
   for (const Layer& l : p.layers) {
     for (const InputGroup& g : l.inputs) {
       s.input_groups += 1;
+      s.fused_input_groups += g.fused;
       input_nodes += g.num_nodes;
-      rows_written += g.num_nodes;
+      if (!g.fused) rows_written += g.num_nodes;  // a fused group's readers compute it
     }
     for (const ProductPartition& pp : l.products) {
       s.product_partitions += 1;
       s.product_edges_padded += pp.num_nodes * pp.fanin;
       rows_written += pp.num_nodes;
       rows_read += pp.num_nodes * pp.fanin;
+      for (const auto& [gl, gi] : pp.fused_inputs) {
+        const InputGroup& g = p.layers[gl].inputs[gi];
+        rows_read -= std::count_if(pp.child_rows.begin(), pp.child_rows.end(),
+                                   [&](int64_t r) { return r >= g.row_start && r < g.row_start + g.num_nodes; });
+      }
     }
     for (const SumPartition& sp : l.sums) {
       s.sum_partitions += 1;
@@ -97,7 +103,9 @@ std::string plan_report(const Plan& p) {
   o << "circuit   " << human(st.input_nodes) << " input, " << human(st.product_nodes) << " product, "
     << human(st.sum_nodes) << " sum nodes; " << human(st.sum_edges) << " sum edges; " << p.num_vars
     << " variables\n";
-  o << "plan      " << s.layers << " layers: " << s.input_groups << " input groups, " << s.product_partitions
+  o << "plan      " << s.layers << " layers: " << s.input_groups << " input groups"
+    << (s.fused_input_groups ? " (" + std::to_string(s.fused_input_groups) + " fused)" : "") << ", "
+    << s.product_partitions
     << " product partitions, " << s.sum_partitions << " sum partitions (" << human(s.sum_blocks)
     << " node blocks)\n";
   std::snprintf(line, sizeof line, "padding   sum edges %s -> %s (+%.1f%%), ", human(s.sum_edges_real).c_str(),

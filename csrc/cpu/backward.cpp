@@ -23,6 +23,7 @@ void cpu_backward(const BackwardArgs& a) {
             "backward: a buffer is missing (params, values, root_flow, flows, param_flows)");
   float* flows = a.flows;
   float* values = a.values;
+  const cpu::InputSource inputs{&p, a.params, &a.x, &a.missing};
 
   const int64_t rows_per_chunk = std::max<int64_t>(1, 65536 / batch);
   cpu::parallel_for(
@@ -51,8 +52,13 @@ void cpu_backward(const BackwardArgs& a) {
         row = g.row_start, n = g.num_nodes;
       } else {
         const ProductPartition& pp = src.products[rp];
-        cpu::product_forward(pp, values, batch);
+        cpu::product_forward(pp, inputs, values, batch);
         row = pp.row_start, n = pp.num_nodes;
+        // The fused input groups it computes are in no recompute list: their flows start here.
+        for (const auto& [gl, gi] : pp.fused_inputs) {
+          const InputGroup& g = p.layers[gl].inputs[gi];
+          std::fill(flows + g.row_start * batch, flows + (g.row_start + g.num_nodes) * batch, 0.0f);
+        }
       }
       std::fill(flows + row * batch, flows + (row + n) * batch, 0.0f);
     }

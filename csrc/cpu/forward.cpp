@@ -15,6 +15,7 @@ void cpu_forward(const ForwardArgs& a) {
   const int64_t batch = a.batch;
   if (batch == 0) return;
   float* values = a.values;
+  const cpu::InputSource inputs{&p, a.params, &a.x, &a.missing};
 
   std::fill(values + Plan::kOneRow * batch, values + (Plan::kOneRow + 1) * batch, 0.0f);
   for (const auto& [first, count] : p.pad_ranges)
@@ -28,7 +29,7 @@ void cpu_forward(const ForwardArgs& a) {
           cpu::input_forward(g, a.params, a.x, a.missing, values, batch);
         break;
       case LayerKind::Product:
-        for (const ProductPartition& pp : layer.products) cpu::product_forward(pp, values, batch);
+        for (const ProductPartition& pp : layer.products) cpu::product_forward(pp, inputs, values, batch);
         break;
       case LayerKind::Sum:
         for (const SumPartition& s : layer.sums) cpu::sum_forward(s, a.params, values, batch);

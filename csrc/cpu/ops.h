@@ -12,12 +12,26 @@ namespace pcc {
 namespace cpu {
 
 // Rows [g.row_start, g.row_start + g.num_nodes) <- log p(x[:, var]); 0 (= log 1) where missing.
-// x has been validated (validate_inputs), so discrete entries are in-range integers.
+// x has been validated (validate_inputs), so discrete entries are in-range integers. A fused group
+// (InputGroup::fused) is left alone: its product readers compute it.
 void input_forward(const InputGroup& g, const float* params, const TensorRef& x,
                    const TensorRef& missing, float* values, int64_t batch);
 
-// Row p.row_start + i <- sum over k of row p.child_rows[i * fanin + k].
-void product_forward(const ProductPartition& p, float* values, int64_t batch);
+// out[b] <- log p(x[b, var]) of discrete (Categorical / Bernoulli) node i of g; 0 where missing.
+void discrete_log_probs(const InputGroup& g, int64_t i, const float* params, const TensorRef& x,
+                        const TensorRef& missing, float* out, int64_t batch);
+
+// What a product partition with fused inputs computes them from.
+struct InputSource {
+  const Plan* plan = nullptr;
+  const float* params = nullptr;
+  const TensorRef* x = nullptr;
+  const TensorRef* missing = nullptr;
+};
+
+// Row p.row_start + i <- sum over k of row p.child_rows[i * fanin + k]; a child row of a fused input
+// group (p.fused_inputs) is computed from `in` instead of read.
+void product_forward(const ProductPartition& p, const InputSource& in, float* values, int64_t batch);
 
 // Each block's rows <- log sum_k W_k exp(child block k), stable (max-shifted) log-sum-exp.
 void sum_forward(const SumPartition& s, const float* params, float* values, int64_t batch);

@@ -154,10 +154,12 @@ void cuda_forward(const CudaPlan& cp, const ForwardArgs& a, Precision precision,
       switch (layer.kind) {
         case LayerKind::Input:
           for (const cuda::DevInputGroup& g : layer.inputs)
-            cuda::input_forward(g, a.params, a.x.data, a.x.dtype, missing, p.num_vars, values, nullptr, batch, s);
+            if (!g.fused)  // its readers compute it
+              cuda::input_forward(g, a.params, a.x.data, a.x.dtype, missing, p.num_vars, values, nullptr, batch, s);
           break;
         case LayerKind::Product:
-          for (const cuda::DevProduct& pp : layer.products) cuda::product_forward(pp, values, nullptr, batch, s);
+          for (const cuda::DevProduct& pp : layer.products)
+            cuda::product_forward(pp, a.params, a.x.data, a.x.dtype, missing, p.num_vars, values, nullptr, batch, s);
           break;
         case LayerKind::Sum:
           for (const cuda::DevSum& sum : layer.sums) cuda::sum_forward(sum, a.params, values, batch, precision, s);
@@ -206,7 +208,8 @@ void cuda_backward(const CudaPlan& cp, const BackwardArgs& a, void* stream) {
           cuda::input_forward(src.inputs[rp], a.params, a.x.data, a.x.dtype, missing, p.num_vars, a.values, flows,
                               batch, s);
         else
-          cuda::product_forward(src.products[rp], a.values, flows, batch, s);
+          cuda::product_forward(src.products[rp], a.params, a.x.data, a.x.dtype, missing, p.num_vars, a.values,
+                                flows, batch, s);
       }
       switch (layer.kind) {
         case LayerKind::Input:

@@ -84,6 +84,26 @@ void reorder_by_first_reader(int64_t A, std::vector<int32_t>& rows, std::vector<
   start.swap(st);
   entries.swap(en);
 }
+// The per-entry arrays of a product partition's fused inputs (DevProduct::in_var and the rest): an
+// entry whose child row lies in one of the groups it lists computes that node.
+void put_fused_inputs(const Plan& p, const ProductPartition& pp, Staging& st, DevProduct& d) {
+  std::vector<int32_t> var(pp.child_rows.size(), -1), stride(pp.child_rows.size(), 0);
+  std::vector<int64_t> slot(pp.child_rows.size(), 0);
+  for (const auto& [gl, gi] : pp.fused_inputs) {
+    const InputGroup& g = p.layers[gl].inputs[gi];
+    for (size_t e = 0; e < pp.child_rows.size(); ++e) {
+      const int64_t node = pp.child_rows[e] - g.row_start;
+      if (node < 0 || node >= g.num_nodes) continue;
+      var[e] = to_i32(g.var[node], "input variable");
+      slot[e] = g.param_offset[node];
+      stride[e] = to_i32(g.cat_stride, "category stride");
+    }
+  }
+  d.in_var = st.put(var);
+  d.in_slot = st.put(slot);
+  d.in_stride = st.put(stride);
+}
+
 // Builds the whole device image of `p` into st and the matching view into cp.
 void layout(const Plan& p, Staging& st, CudaPlan& cp) {
   cp.plan = &p;
@@ -125,6 +145,7 @@ void layout(const Plan& p, Staging& st, CudaPlan& cp) {
       d.param_offset = st.put(g.param_offset);
       d.num_cats = st.put(narrow(g.num_cats, "category count"));
       d.cat_stride = g.cat_stride;
+      d.fused = g.fused != 0;
       for (int64_t k : g.num_cats) d.max_cats = std::max<int32_t>(d.max_cats, static_cast<int32_t>(std::min<int64_t>(k, INT32_MAX)));
       dl.inputs.push_back(d);
     }
@@ -145,6 +166,7 @@ void layout(const Plan& p, Staging& st, CudaPlan& cp) {
         if (r != Plan::kOneRow && r != Plan::kZeroRow) rows.push_back(r);
       std::sort(rows.begin(), rows.end());
       d.children_disjoint = std::adjacent_find(rows.begin(), rows.end()) == rows.end() ? 1 : 0;
+      if (!pp.fused_inputs.empty()) put_fused_inputs(p, pp, st, d);
       dl.products.push_back(d);
     }
     for (const SumPartition& s : l.sums) {

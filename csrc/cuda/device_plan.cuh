@@ -18,6 +18,7 @@ namespace cuda {
 
 struct DevInputGroup {
   Dist dist = Dist::Categorical;
+  bool fused = false;  // InputGroup::fused: the products that read it compute it
   int64_t row_start = 0, num_nodes = 0;
   const int32_t* var = nullptr;           // [num_nodes]
   const int64_t* param_offset = nullptr;  // [num_nodes]
@@ -33,6 +34,12 @@ struct DevProduct {
   // 1 when no child row other than the constant rows appears twice in the partition: the backward
   // may add flows with plain stores; otherwise it uses atomics.
   int32_t children_disjoint = 1;
+  // Fused inputs (ProductPartition::fused_inputs), per entry i * fanin + k: the variable of the input
+  // node the entry computes (-1: a row it reads), the node's first parameter slot and its category
+  // stride. All null where the partition computes no inputs.
+  const int32_t* in_var = nullptr;
+  const int64_t* in_slot = nullptr;
+  const int32_t* in_stride = nullptr;
 };
 
 struct DevSum {

@@ -17,6 +17,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "cuda/x_category.cuh"
+
 namespace pcc {
 namespace cuda {
 namespace input_runs {
@@ -85,9 +87,7 @@ __device__ __forceinline__ void for_each_node(int64_t num_nodes, Shape sh, const
         __syncthreads();  // every warp is done with the previous variable's xs
 #pragma unroll 1
         for (int c = threadIdx.x; c < cols; c += kThreads) {
-          const int64_t at = (c0 + c) * num_vars + v;
-          const T xv = x[at];  // read even where missing (junk, unused): both loads go out together
-          xs[c] = missing != nullptr && missing[at] ? -1 : static_cast<int32_t>(xv);
+          xs[c] = x_category(x, missing, (c0 + c) * num_vars + v);
         }
         __syncthreads();
         for (int j = s + warp; j < e; j += kWarps)  // warp-uniform
@@ -152,8 +152,7 @@ __device__ __forceinline__ void load_slots(int32_t (&k)[J], const T* __restrict_
 #pragma unroll
   for (int u = 0; u < J; ++u) {
     const int64_t c = c0 + lane + 32 * u;
-    const int64_t at = c * num_vars + v;
-    k[u] = c >= batch ? -2 : missing != nullptr && missing[at] ? -1 : static_cast<int32_t>(x[at]);
+    k[u] = c >= batch ? -2 : x_category(x, missing, c * num_vars + v);
   }
 }
 
@@ -211,9 +210,7 @@ __device__ __forceinline__ void for_each_cm_tile(int64_t num_nodes, const int32_
         const int64_t v = __shfl_sync(kAll, my_var, s);
         __syncthreads();  // begin() is done, and every warp with the previous segment's xs
         for (int c = threadIdx.x; c < cols; c += kThreads) {
-          const int64_t at = (c0 + c) * num_vars + v;
-          const T xv = x[at];
-          xs[c] = missing != nullptr && missing[at] ? -1 : static_cast<int32_t>(xv);
+          xs[c] = x_category(x, missing, (c0 + c) * num_vars + v);
         }
         __syncthreads();
         if (lane >= s && lane < e) {

@@ -21,7 +21,7 @@ constexpr int kInternalError = 1;
 void usage(std::ostream& out) {
   out << "usage: pcc-compile IN.pcir [-o OUT.pcplan] [--block-size=N] [--max-partitions=N]\n"
          "                   [--category-major-cats=N] [--fuse-products] [--fuse-max-arity=N]\n"
-         "                   [--chunk-input-rows=N]\n"
+         "                   [--no-fuse-inputs] [--chunk-input-rows=N]\n"
          "                   [--dump-after=PASS] [--quiet]\n"
          "       pcc-compile --report PLAN.pcplan\n"
          "\n"
@@ -35,6 +35,8 @@ void usage(std::ostream& out) {
          "  --fuse-products        compute element-wise products of sums inside the sums that read them\n"
          "                         (no rows for their values or flows)\n"
          "  --fuse-max-arity=N     with --fuse-products: only products of at most N children (default 64)\n"
+         "  --no-fuse-inputs       compute every input in its own layer (default: discrete inputs that only\n"
+         "                         products read are computed inside those products)\n"
          "  --chunk-input-rows=N   a product layer reading more input rows than N runs in pieces, each\n"
          "                         right after its own inputs (default 16384)\n"
          "  --dump-after=PASS      print the result of PASS to stdout; passes:";
@@ -102,6 +104,9 @@ Args parse_args(int argc, char** argv) {
     } else if (arg == "--fuse-products") {
       no_value();
       a.options.fuse_products = true;
+    } else if (arg == "--no-fuse-inputs") {
+      no_value();
+      a.options.fuse_inputs = false;
     } else if (arg == "--dump-after") {
       a.options.dump_after = take();
       bool known = false;
@@ -132,7 +137,8 @@ Args parse_args(int argc, char** argv) {
     PCC_CHECK(a.output.empty() && o.dump_after.empty() && o.block_size == d.block_size &&
                   o.max_partitions == d.max_partitions && o.reuse_rows == d.reuse_rows &&
                   o.chunk_input_rows == d.chunk_input_rows && o.category_major_cats == d.category_major_cats &&
-                  o.fuse_products == d.fuse_products && o.fuse_max_arity == d.fuse_max_arity && !a.quiet,
+                  o.fuse_products == d.fuse_products && o.fuse_max_arity == d.fuse_max_arity &&
+                  o.fuse_inputs == d.fuse_inputs && !a.quiet,
               "--report takes only a .pcplan file (compile options apply when compiling a circuit)");
   }
   return a;

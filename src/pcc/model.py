@@ -432,7 +432,7 @@ FUSE_MODES = ("auto", "binary")  # besides True and False
 
 
 def compile(root, block_size=None, device="cpu", precision="tf32", max_partitions=4, reuse_rows=True,
-            chunk_input_rows=16384, category_major_cats=512, fuse_products="auto"):
+            chunk_input_rows=16384, category_major_cats=512, fuse_products="auto", fuse_inputs=True):
     """Compile the circuit rooted at node vector `root` into a `TensorCircuit` on `device`.
 
     `block_size`: power-of-two upper bound for the node blocks of sum layers (None: chosen per layer
@@ -454,6 +454,10 @@ def compile(root, block_size=None, device="cpu", precision="tf32", max_partition
     faster, 20% less memory), False none; "auto" (default) is "binary" when compiling for CUDA and
     False for the CPU (a model keeps its plan when moved). The parameter layout does not change, so a
     `state_dict` moves between fused and unfused models of one circuit.
+    `fuse_inputs`: Categorical and Bernoulli inputs that only product layers read (HCLT's; PD's,
+    RAT-SPN's and HMM's where their products are not fused) are computed inside those products: no
+    launch of their own, no write and read back of their values. The results are the same bit for bit
+    on the CPU; the parameter layout does not change.
     Raises `pcc.Error` if the circuit is invalid.
     """
     try:
@@ -477,6 +481,8 @@ def compile(root, block_size=None, device="cpu", precision="tf32", max_partition
         fuse_products = "binary" if device.type == "cuda" else False
     fuse = {"fuse_products": True, "fuse_max_arity": 2} if fuse_products == "binary" else \
         {"fuse_products": fuse_products}
+    if not isinstance(fuse_inputs, bool):
+        raise Error(f"fuse_inputs: expected True or False, got {fuse_inputs!r}")
     if block_size is not None:
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1 \
                 or block_size & (block_size - 1):
@@ -484,5 +490,5 @@ def compile(root, block_size=None, device="cpu", precision="tf32", max_partition
     group_ids = {}
     plan = _C.compile(to_ir(root, group_ids), block_size=block_size or 0, max_partitions=max_partitions,
                       reuse_rows=bool(reuse_rows), chunk_input_rows=chunk_input_rows,
-                      category_major_cats=category_major_cats, **fuse)
+                      category_major_cats=category_major_cats, fuse_inputs=fuse_inputs, **fuse)
     return TensorCircuit(root, plan, group_ids, device, precision)

@@ -62,10 +62,12 @@ int main(int argc, char** argv) {
   const std::string circuit = serialize_circuit(tiny_circuit());
   // Plan cases are written in the format version they were added with, so the committed files stay
   // what they were and the suite keeps reading every version: those older than format version 3 as
-  // version 2 files, the cat_stride ones as version 3, the child_arity ones as version 4.
+  // version 2 files, the cat_stride ones as version 3, the child_arity ones as version 4, the fused
+  // input ones as version 5.
   const auto v2 = [](const Plan& p) { return serialize_plan_version(p, 2); };
   const auto v3 = [](const Plan& p) { return serialize_plan_version(p, 3); };
   const auto v4 = [](const Plan& p) { return serialize_plan_version(p, 4); };
+  const auto v5 = [](const Plan& p) { return serialize_plan_version(p, 5); };
   const std::string plan = v2(tiny_plan());
   const float nan = std::numeric_limits<float>::quiet_NaN();
 
@@ -242,6 +244,16 @@ int main(int argc, char** argv) {
     s.weight_offsets = {8, 8};
     emit("plan_shared_weights.pcplan", v2(p),
          "invalid plan: sum partition 0 of layer 2: disjoint_weights is set but two blocks share a weight matrix");
+  }
+  {  // Fused inputs: both input groups computed by the product partition.
+    Plan p = fused_inputs_tiny();
+    p.layers[1].products[0].fused_inputs.pop_back();
+    emit("plan_fused_input_unlisted.pcplan", v5(p),
+         "invalid plan: input group 1 of layer 0 is fused but no product partition computes it");
+    p = fused_inputs_tiny();
+    p.layers[1].products[0].fused_inputs[0] = {3, 0};
+    emit("plan_fused_input_ref.pcplan", v5(p),
+         "invalid plan: product partition 0 of layer 1: fused input (3, 0) is not an input group of an earlier layer");
   }
   {  // Fused products: the sum's one entry adds rows 5-6 and 1-2 (child_arity 2).
     Plan p = tiny_plan();

@@ -213,4 +213,14 @@ inline pcc::Plan tiny_plan() {
   return p;
 }
 
+// tiny_plan() with both input groups fused into the product partition that reads them (plan format
+// version 5): the same values, flows and parameter flows, no input values stored.
+inline pcc::Plan fused_inputs_tiny() {
+  pcc::Plan p = tiny_plan();
+  p.layers[0].inputs[0].fused = 1;
+  p.layers[0].inputs[1].fused = 1;
+  p.layers[1].products[0].fused_inputs = {{0, 0}, {0, 1}};
+  return p;
+}
+
 }  // namespace pcc_test

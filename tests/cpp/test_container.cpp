@@ -104,7 +104,7 @@ int main() {
     CHECK_THROWS(parse_plan(circuit, "c.pcir"), "c.pcir: not a pcc plan file (.pcplan): it is a pcc circuit file (.pcir)");
     CHECK_THROWS(parse_circuit(with_version(circuit, 2), "v2"), "v2: file version 2 is newer than this pcc reads (1)");
     CHECK_THROWS(parse_circuit(with_version(circuit, 0), "v0"), "v0: file version 0 is older than this pcc reads (1)");
-    CHECK_THROWS(parse_plan(with_version(plan, 9), "v9"), "file version 9 is newer than this pcc reads (4)");
+    CHECK_THROWS(parse_plan(with_version(plan, 9), "v9"), "file version 9 is newer than this pcc reads (5)");
     CHECK_THROWS(parse_plan(with_version(plan, 1), "v1"),
                  "v1: file version 1 is older than this pcc reads (2); recompile the circuit");
     std::string bad = circuit;

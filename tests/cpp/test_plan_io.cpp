@@ -1,5 +1,6 @@
-// .pcplan round trip (exact), version 2 files (before cat_stride) and version 3 files (before
-// child_arity) still read, and validate_plan: each index a backend follows is checked.
+// .pcplan round trip (exact), version 2 files (before cat_stride), version 3 files (before
+// child_arity) and version 4 files (before fused inputs) still read, and validate_plan: each index a
+// backend follows is checked.
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -17,6 +18,12 @@ using namespace pcc_test;
 
 namespace {
 
+CompileOptions unfused_inputs() {
+  CompileOptions o;
+  o.fuse_inputs = false;
+  return o;
+}
+
 // tiny_plan() with its categorical group category-major: slot k of node i at i + 2 k.
 Plan category_major_tiny() {
   Plan p = tiny_plan();
@@ -30,10 +37,10 @@ Plan category_major_tiny() {
   return p;
 }
 
-// A copy of tiny_plan() changed by `edit` must fail validation (directly and when read from bytes)
+// A copy of tiny_plan() (or `base`) changed by `edit` must fail validation (directly and when read from bytes)
 // with a message containing `part`.
-void rejects(const std::function<void(Plan&)>& edit, const char* part) {
-  Plan p = tiny_plan();
+void rejects(const std::function<void(Plan&)>& edit, const char* part, const Plan& base = tiny_plan()) {
+  Plan p = base;
   edit(p);
   CHECK_THROWS(validate_plan(p), "invalid plan", part);
   CHECK_THROWS(parse_plan(serialize_plan(p), "bad.pcplan"), "bad.pcplan: invalid plan", part);
@@ -136,7 +143,7 @@ int main() {
     }
   }
   {  // A version 2 file (no cat_stride fields) reads as node-major, exactly.
-    for (const Plan& p : {tiny_plan(), compile(tiny_circuit())}) {
+    for (const Plan& p : {tiny_plan(), compile(tiny_circuit(), unfused_inputs())}) {
       const std::string v2 = serialize_plan_version(p, 2);
       CHECK(v2 != serialize_plan(p));
       CHECK(serialize_plan(parse_plan(v2, "old.pcplan")) == serialize_plan(p));
@@ -144,7 +151,7 @@ int main() {
     CHECK_THROWS(serialize_plan_version(tiny_plan(), 1), "cannot write plan version 1");
   }
   {  // A version 3 file (no child_arity fields) reads with child_arity 1, exactly.
-    for (const Plan& p : {tiny_plan(), compile(tiny_circuit()), category_major_tiny()}) {
+    for (const Plan& p : {tiny_plan(), compile(tiny_circuit(), unfused_inputs()), category_major_tiny()}) {
       const std::string v3 = serialize_plan_version(p, 3);
       CHECK(v3 != serialize_plan(p));
       const Plan back = parse_plan(v3, "old.pcplan");
@@ -152,8 +159,46 @@ int main() {
         for (const SumPartition& s : l.sums) CHECK_EQ(s.child_arity, 1);
       CHECK(serialize_plan(back) == serialize_plan(p));
     }
-    CHECK_EQ(serialize_plan(tiny_plan()).size(), serialize_plan_version(tiny_plan(), 3).size() + 8);
+    CHECK_EQ(serialize_plan_version(tiny_plan(), 4).size(), serialize_plan_version(tiny_plan(), 3).size() + 8);
   }
+  {  // Fused inputs round-trip in version 5 and are refused by the older writers; a version 4 file
+     // reads with nothing fused, exactly (one i64 more per input group, one count per product partition).
+    const Plan p = fused_inputs_tiny();
+    validate_plan(p);
+    const std::string bytes = serialize_plan(p);
+    const Plan back = parse_plan(bytes, "fused.pcplan");
+    CHECK(serialize_plan(back) == bytes);
+    CHECK_EQ(back.layers[0].inputs[0].fused, 1);
+    CHECK_EQ(back.layers[0].inputs[1].fused, 1);
+    CHECK(back.layers[1].products[0].fused_inputs == p.layers[1].products[0].fused_inputs);
+    CHECK_THROWS(serialize_plan_version(p, 4), "serialize_plan: plan version 4 has no fused input groups");
+    CHECK_THROWS(serialize_plan_version(p, 2), "serialize_plan: plan version 2 has no fused input groups");
+    const Plan old = parse_plan(serialize_plan_version(tiny_plan(), 4), "old.pcplan");
+    CHECK(serialize_plan(old) == serialize_plan(tiny_plan()));
+    CHECK_EQ(serialize_plan(tiny_plan()).size(), serialize_plan_version(tiny_plan(), 4).size() + 2 * 8 + 8);
+    CHECK(dump_plan(p).find("rows 1+2 var=[0 0] param=[0 2] fused\n") != std::string::npos);
+    CHECK(dump_plan(p).find("children=[1 3 2 4] fused_inputs: 0.0 0.1\n") != std::string::npos);
+    CHECK(dump_plan(tiny_plan()).find("fused") == std::string::npos);
+  }
+  {  // Compiled plans with fused inputs round-trip too.
+    const Plan p = compile(tiny_circuit());
+    const std::string bytes = serialize_plan(p);
+    CHECK(serialize_plan(parse_plan(bytes)) == bytes);
+  }
+  const Plan fi = fused_inputs_tiny();
+  rejects([](Plan& p) { p.layers[0].inputs[0].fused = 2; }, "input group 0 of layer 0: fused is 2 (must be 0 or 1)", fi);
+  rejects([](Plan& p) { p.layers[1].products[0].fused_inputs.pop_back(); },
+          "input group 1 of layer 0 is fused but no product partition computes it", fi);
+  rejects([](Plan& p) { p.layers[0].inputs[1].fused = 0; },
+          "product partition 0 of layer 1: lists input group 1 of layer 0 as fused, but that group is not", fi);
+  rejects([](Plan& p) { p.layers[1].products[0].fused_inputs[1] = {1, 0}; },
+          "product partition 0 of layer 1: fused input (1, 0) is not an input group of an earlier layer", fi);
+  rejects([](Plan& p) { p.layers[1].products[0].fused_inputs[1] = {0, 2}; },
+          "fused input (0, 2) is not an input group of an earlier layer", fi);
+  rejects([](Plan& p) { p.layers[1].products[0].fused_inputs[1] = {-1, 0}; },
+          "fused input (-1, 0) is not an input group of an earlier layer", fi);
+  rejects([](Plan& p) { p.layers[2].recompute = {{0, 1}, {1, 0}}; },
+          "layer 2 recomputes input group 1 of layer 0, which is fused", fi);
   {  // Fused products (child_arity 2) round-trip in version 4 and are refused by the older writers.
     for (const bool fanin2 : {false, true}) {
       const Plan p = fused_tiny(fanin2);

@@ -27,13 +27,18 @@ def poisoned(shape, device):
 
 
 def forward_poisoned(model, x, missing):
-    """Run the backend directly on NaN-filled buffers: every value row and output must be written."""
+    """Run the backend directly on NaN-filled buffers: every value row (but those of fused input groups,
+    which their product readers compute where they read them, and rows that only such groups use) and
+    every output must be written."""
     b = model._backend()
     values = poisoned((model.plan.num_rows, x.shape[0]), x.device)
     out = poisoned((x.shape[0], model.num_root_nodes), x.device)
     b.forward(model._normalized(), x.contiguous(), missing, values, out, model.precision)
     torch.cuda.synchronize()
-    assert not torch.isnan(values).any(), "a value row was not written"
+    written = torch.ones(model.plan.num_rows, dtype=torch.bool, device=x.device)
+    for start, n in model.plan.fused_input_rows():
+        written[start:start + n] = False
+    assert not torch.isnan(values[written]).any(), "a value row was not written"
     assert not torch.isnan(out).any(), "an output was not written"
     return out, values
 
@@ -46,12 +51,12 @@ def assert_close(got, ref, tol):
     assert err.size == 0 or err.max() <= tol, f"max relative error {err.max():.3g}"
 
 
-def check_model(root, x, missing, precision, category_major_cats=512, fuse=False):
+def check_model(root, x, missing, precision, category_major_cats=512, fuse=False, fuse_inputs=True):
     # Both in the same parameter layout (fusion moves no parameter): flows and parameters are compared
     # slot by slot.
     cpu = pcc.compile(root, category_major_cats=category_major_cats)
     gpu = pcc.compile(root, device="cuda", precision=precision, category_major_cats=category_major_cats,
-                      fuse_products=fuse)
+                      fuse_products=fuse, fuse_inputs=fuse_inputs)
     xg = x.cuda()
     mg = missing.cuda() if missing is not None else None
     out, _ = forward_poisoned(gpu, xg, mg)
@@ -126,6 +131,21 @@ def test_discrete_inputs_across_kernel_shapes(batch):
     hmm = pcc.structures.HMM(8, num_latents=6, num_emits=700)
     x = torch.randint(0, 700, (batch, 8))
     check_model(hmm, x, torch.rand(x.shape) < 0.1, "tf32", category_major_cats=-1)
+
+
+@pytest.mark.parametrize("fuse_inputs", [False, True])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.float32])
+def test_fused_inputs_on_the_gpu(fuse_inputs, dtype):
+    # Inputs computed inside the products that read them (fuse_inputs, product_forward.cu) or in their
+    # own layers, against the CPU oracle: x of several dtypes (the product kernel reads x itself),
+    # batches on the float4 path (128) and the scalar one (45), missing entries, fused products or not.
+    fused = 0
+    for name, root, data in small_structures():
+        for batch, fuse in ((45, False), (128, True)):
+            x = data[torch.randperm(len(data))[:batch]].to(dtype)
+            check_model(root, x, torch.rand(x.shape) < 0.2, "tf32", fuse=fuse, fuse_inputs=fuse_inputs)
+        fused += pcc.compile(root, device="cuda", fuse_inputs=fuse_inputs).plan.summary()["fused_input_groups"]
+    assert (fused > 0) == fuse_inputs
 
 
 @pytest.mark.parametrize("fuse", [False, True])

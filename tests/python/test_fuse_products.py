@@ -126,7 +126,7 @@ def test_fused_plan_round_trips_and_the_cli_makes_it(tmp_path):
     back = pcc._C.Plan.load(str(tmp_path / "pd.pcplan"))
     assert back.to_bytes() == plan.to_bytes()
     assert "fused products of 2" in back.report()
-    assert "fused" not in pcc.compile(root).plan.report()
+    assert "fused products" not in pcc.compile(root).plan.report()
     # pcc-compile --fuse-products makes the same plan; --dump-after fuse_products shows the arity.
     pcc.save(root, tmp_path / "c.pcir")
     exe = Path(pcc.__file__).parent / "bin" / "pcc-compile"
@@ -155,7 +155,7 @@ def test_fused_plan_round_trips_and_the_cli_makes_it(tmp_path):
     # --fuse-max-arity is CompileOptions::fuse_max_arity (PD's products of regions have two children,
     # those of its 2x2 leaves four).
     one = cli(str(tmp_path / "c.pcir"), "--fuse-products", "--fuse-max-arity", "1", "-o", str(tmp_path / "one.pcplan"))
-    assert one.returncode == 0 and "fused" not in one.stdout, one.stderr
+    assert one.returncode == 0 and "fused products" not in one.stdout, one.stderr
     two = cli(str(tmp_path / "c.pcir"), "--fuse-products", "--fuse-max-arity=2", "-o", str(tmp_path / "two.pcplan"))
     assert two.returncode == 0 and "fused products of 2" in two.stdout and "of 4" not in two.stdout
     assert pcc._C.Plan.load(str(tmp_path / "two.pcplan")).to_bytes() == \

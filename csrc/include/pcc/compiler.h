@@ -33,6 +33,11 @@ struct CompileOptions {
   // ... only products of at most this many children (the CUDA kernels read two at full speed, PD's,
   // HMM's and RAT-SPN's; more go through a slower generic path).
   int64_t fuse_max_arity = SumPartition::kMaxChildArity;
+  // Compute discrete input groups whose only readers are the product partitions of one layer inside
+  // those partitions (pass fuse_inputs; InputGroup::fused): no input launch, no write and read back
+  // of their values. On by default: values, flows and parameters come out the same (bit for bit on
+  // the CPU), and the parameter layout does not change.
+  bool fuse_inputs = true;
 };
 
 const std::vector<std::string>& pass_names();

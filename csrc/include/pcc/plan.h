@@ -14,7 +14,8 @@
 // first reader and share rows with vectors whose lifetimes do not overlap (compiler pass reuse_rows),
 // so only sum values persist through a pass. The backward pass recomputes them (Layer::recompute);
 // after a pass their rows hold whatever was computed there last.
-//   * InputGroup: rows [row_start, row_start + num_nodes) get log p(x[var]) of one distribution kind.
+//   * InputGroup: rows [row_start, row_start + num_nodes) get log p(x[var]) of one distribution kind
+//     (unless the group is fused: then its product readers compute those values where they read them).
 //   * ProductPartition: row_start + i gets the sum of the fanin rows child_rows[i * fanin + k].
 //   * SumPartition: num_blocks sum blocks of block_size rows each. Block i writes rows
 //     out_rows[i] .. out_rows[i] + block_size and reads fanin child blocks of child_block_size rows;
@@ -56,11 +57,20 @@ struct InputGroup {
   // Slot k of node i is param_offset[i] + k * cat_stride: 1 for node-major parameters, the parameter
   // group's node count for category-major ones (Categorical only; one stride per InputGroup).
   int64_t cat_stride = 1;
+  // 1: a fused input group (compiler pass fuse_inputs; Categorical and Bernoulli only). No backend
+  // writes its values: the product partitions that list it in fused_inputs, its only readers, compute
+  // a node's log p(x[var]) where they read its row. Its flows and its backward are as for any group.
+  int64_t fused = 0;
 };
 
 struct ProductPartition {
   int64_t row_start = 0, num_nodes = 0, fanin = 0;
   std::vector<int64_t> child_rows;  // [num_nodes * fanin], padded with kOneRow
+  // (layer, index) of the fused input groups this partition computes: a child row inside one of them
+  // is that node's log p(x[var]), computed here instead of read (its flow still goes to the row). The
+  // backward's recompute of the partition also clears those groups' flow rows (the groups are not in
+  // any recompute list), before any of their readers' backward adds to them.
+  std::vector<std::pair<int64_t, int64_t>> fused_inputs;
 };
 
 struct SumPartition {
@@ -147,6 +157,7 @@ struct Plan {
 // Numbers for the compile report.
 struct PlanSummary {
   int64_t layers = 0, input_groups = 0, product_partitions = 0, sum_partitions = 0;
+  int64_t fused_input_groups = 0;  // of input_groups: computed by the products that read them
   int64_t sum_blocks = 0;
   int64_t sum_edges_real = 0, sum_edges_padded = 0;          // node-level multiply-adds
   int64_t product_edges_real = 0, product_edges_padded = 0;  // padded: of stored products
