@@ -12,11 +12,14 @@
 //  * while its values are live, only product partitions read them, all of one layer (a sum reads
 //    value rows it does not compute, and the readers' recomputes clear the group's flows, which
 //    readers of two layers would do after the later layer's backward had added to them);
+//  * they read every node of it exactly once (a reader clears the flows of the nodes it reads: a node
+//    nobody read would keep the flows its rows last held; see below for twice);
 //  * each recompute list that names it also names one of its readers after it, so its flows are
 //    still cleared where they were (the readers' recompute does it instead).
 // Readers are found by replaying the plan's writes in forward order (after reuse_rows, rows are
 // shared over time, so a row's reader reads whatever was written there last).
 #include <algorithm>
+#include <cstdint>
 #include <map>
 #include <set>
 
@@ -29,9 +32,14 @@ namespace {
 using Ref = std::pair<int64_t, int64_t>;  // (layer, index)
 
 struct Readers {
-  std::set<Ref> products;  // product partitions that read the group's values
-  bool other = false;      // something else reads them (a sum, the root)
+  std::set<Ref> products;      // product partitions that read the group's values
+  std::vector<int64_t> reads;  // per node: product entries reading it
+  bool other = false;          // something else reads them (a sum, the root)
 };
+
+// Each node's value is computed by every product entry that reads it: a node read twice costs its
+// lookup and log twice, more than its row's write and read save (RAT-SPN's repetitions all read every
+// input: its forward 1.7x slower on the CPU, measured), so each node must be read exactly once.
 
 // For every input group: who reads its values, replaying the forward pass's writes.
 std::map<Ref, Readers> find_readers(const Plan& p) {
@@ -43,6 +51,10 @@ std::map<Ref, Readers> find_readers(const Plan& p) {
     const int64_t o = owner[static_cast<size_t>(row)];
     return o == kNone ? nullptr : &readers[groups[static_cast<size_t>(o)]];
   };
+  auto node_of = [&](int64_t row) {
+    const Ref& g = groups[static_cast<size_t>(owner[static_cast<size_t>(row)])];
+    return row - p.layers[static_cast<size_t>(g.first)].inputs[static_cast<size_t>(g.second)].row_start;
+  };
   auto write = [&](int64_t row, int64_t n, int64_t who) {
     std::fill(owner.begin() + row, owner.begin() + row + n, who);
   };
@@ -51,7 +63,10 @@ std::map<Ref, Readers> find_readers(const Plan& p) {
     // A layer reads only rows written by earlier layers: all its reads come before its writes.
     for (size_t qi = 0; qi < l.products.size(); ++qi)
       for (int64_t r : l.products[qi].child_rows)
-        if (Readers* rd = reader_of(r)) rd->products.insert({static_cast<int64_t>(li), static_cast<int64_t>(qi)});
+        if (Readers* rd = reader_of(r)) {
+          rd->products.insert({static_cast<int64_t>(li), static_cast<int64_t>(qi)});
+          rd->reads[static_cast<size_t>(node_of(r))] += 1;
+        }
     for (const SumPartition& s : l.sums)
       for (int64_t start : s.child_rows) {
         if (start < 0) continue;
@@ -61,7 +76,7 @@ std::map<Ref, Readers> find_readers(const Plan& p) {
     for (size_t gi = 0; gi < l.inputs.size(); ++gi) {
       const InputGroup& g = l.inputs[gi];
       groups.push_back({static_cast<int64_t>(li), static_cast<int64_t>(gi)});
-      readers[groups.back()];
+      readers[groups.back()].reads.assign(static_cast<size_t>(g.num_nodes), 0);
       write(g.row_start, g.num_nodes, static_cast<int64_t>(groups.size()) - 1);
     }
     for (const ProductPartition& q : l.products) write(q.row_start, q.num_nodes, kNone);
@@ -92,6 +107,7 @@ Plan fuse_inputs(const Plan& in) {
     const bool discrete = group.dist == Dist::Categorical || group.dist == Dist::Bernoulli;
     if (!discrete || group.num_nodes == 0 || rd.other || rd.products.empty() || group.fused) continue;
     if (rd.products.begin()->first != rd.products.rbegin()->first) continue;  // readers of two layers
+    if (!std::all_of(rd.reads.begin(), rd.reads.end(), [](int64_t n) { return n == 1; })) continue;
     if (!recomputed_with_readers(in, g, rd.products)) continue;
     p.layers[static_cast<size_t>(g.first)].inputs[static_cast<size_t>(g.second)].fused = 1;
     for (const Ref& q : rd.products)

@@ -3,7 +3,7 @@
 // documented in docs/ir.md; keep the two in step.
 #include <algorithm>
 #include <cmath>
-#include <set>
+#include <map>
 #include <string>
 
 #include "core/container.h"
@@ -417,7 +417,6 @@ void validate_plan(const Plan& p) {
             " group layouts for ", p.param_group_sizes.size(), " parameter groups");
   for (size_t gi = 0; gi < p.groups.size(); ++gi) validate_group(p, gi);
   const InputLayouts layouts(p);
-  std::set<std::pair<int64_t, int64_t>> listed;  // fused input groups some product partition computes
 
   for (size_t li = 0; li < p.layers.size(); ++li) {
     const Layer& l = p.layers[li];
@@ -499,7 +498,6 @@ void validate_plan(const Plan& p) {
                   "invalid plan: ", at, ": fused input (", gl, ", ", gi, ") is not an input group of an earlier layer");
         PCC_CHECK(p.layers[gl].inputs[gi].fused == 1, "invalid plan: ", at, ": lists input group ", gi, " of layer ",
                   gl, " as fused, but that group is not");
-        listed.insert({gl, gi});
       }
     }
     for (size_t qi = 0; qi < l.sums.size(); ++qi) {
@@ -580,11 +578,28 @@ void validate_plan(const Plan& p) {
                 " recomputes input group ", rp, " of layer ", rl, ", which is fused (its readers compute it)");
     }
   }
-  // A fused group's values exist only inside its readers.
+  // A fused group's values exist only inside its readers, and its flows are cleared by them: each of
+  // its nodes must be read by a partition that lists it.
+  std::map<std::pair<int64_t, int64_t>, std::vector<char>> read;
+  for (const Layer& l : p.layers)
+    for (const ProductPartition& q : l.products)
+      for (const auto& ref : q.fused_inputs) {
+        const InputGroup& g = p.layers[ref.first].inputs[ref.second];
+        std::vector<char>& seen = read[ref];
+        seen.resize(static_cast<size_t>(g.num_nodes), 0);
+        for (int64_t r : q.child_rows)
+          if (r >= g.row_start && r < g.row_start + g.num_nodes) seen[static_cast<size_t>(r - g.row_start)] = 1;
+      }
   for (size_t li = 0; li < p.layers.size(); ++li)
-    for (size_t gi = 0; gi < p.layers[li].inputs.size(); ++gi)
-      PCC_CHECK(!p.layers[li].inputs[gi].fused || listed.count({static_cast<int64_t>(li), static_cast<int64_t>(gi)}),
-                "invalid plan: input group ", gi, " of layer ", li, " is fused but no product partition computes it");
+    for (size_t gi = 0; gi < p.layers[li].inputs.size(); ++gi) {
+      if (!p.layers[li].inputs[gi].fused) continue;
+      const auto at = read.find({static_cast<int64_t>(li), static_cast<int64_t>(gi)});
+      PCC_CHECK(at != read.end(), "invalid plan: input group ", gi, " of layer ", li,
+                " is fused but no product partition computes it");
+      const auto unread = std::find(at->second.begin(), at->second.end(), 0);
+      PCC_CHECK(unread == at->second.end(), "invalid plan: input group ", gi, " of layer ", li, " is fused but node ",
+                unread - at->second.begin(), " is read by none of the product partitions that compute it");
+    }
 }
 
 }  // namespace pcc

@@ -306,8 +306,8 @@ Run check_flows(const char* name, const Circuit& c, const Plan& plan, const Data
   bool all_rows = true;
   for (const Layer& l : plan.layers) all_rows = all_rows && l.recompute.empty();
   for (size_t id = 0; id < c.nodes.size() && all_rows; ++id) {
-    if (R.flow[id].empty()) continue;
     const int64_t row = plan.vector_rows[id];
+    if (R.flow[id].empty() || row < 0) continue;  // -1: a fused product, which has no rows
     for (int64_t i = 0; i < c.nodes[id].num_nodes; ++i)
       for (int64_t b = 0; b < d.B; ++b)
         check_close("node flow", r.flows[(row + i) * d.B + b], R.flow[id][i * d.B + b], tol, bad);
@@ -846,22 +846,46 @@ void test_category_major() {
               static_cast<long long>(total_strided));
 }
 
-// Fused inputs (CompileOptions::fuse_inputs): RAT-SPN's first layers in small (samples.h; the random
-// circuits' inputs are read by sums, which keep them unfused) compiled with and without, rows reused
-// or kept, whole or in input runs, shared inputs, category-major, fused products or not: the same
-// outputs, flows and parameter flows bit for bit (the products add the same floats in the same order),
-// and against the reference; the hand-written fused_inputs_tiny() likewise against tiny_plan().
+// A chain as HCLT's tree levels: S_k = sum(P_k), P_k = S_{k-1} x I_k (x J_k every third level, a
+// product of three), so each input vector is read by one product, once; some products pick their
+// children's nodes with edges (a permutation: still one read per node), inputs of mixed kinds.
+Circuit chain_circuit(const std::vector<VarInfo>& vars, int64_t n) {
+  Builder b;
+  const auto input = [&](int64_t v) { return random_input(b, v, n, vars[v].dist, vars[v].cats, -1); };
+  int64_t s = random_sum(b, {input(0)}, n);
+  for (size_t v = 1; v < vars.size(); ++v) {
+    std::vector<int64_t> children = {s, input(static_cast<int64_t>(v))};
+    if (v % 3 == 0 && v + 1 < vars.size()) children.push_back(input(static_cast<int64_t>(++v)));
+    std::vector<int64_t> edges;
+    if (v % 2 == 1) {
+      std::vector<int64_t> perm(n);
+      for (int64_t i = 0; i < n; ++i) perm[i] = (i * 3 + 1) % n;
+      for (int64_t i = 0; i < n; ++i)
+        for (size_t k = 0; k < children.size(); ++k) edges.push_back(k == 1 ? perm[i] : i);
+    }
+    s = random_sum(b, {b.product(children, n, edges)}, n);
+  }
+  random_sum(b, {s}, 1, 0);
+  return b.c;
+}
+
+// Fused inputs (CompileOptions::fuse_inputs): chains (above) compiled with and without, rows reused
+// or kept, whole or in input runs, fused products or not, category-major or not: the same outputs,
+// flows and parameter flows bit for bit (the products add the same floats in the same order), and
+// against the reference; the hand-written fused_inputs_tiny() likewise against tiny_plan(). RAT-SPN's
+// first layers in small (samples.h) read shared inputs more than once: those stay unfused.
 void test_fused_inputs() {
-  const std::vector<VarInfo> vars(8, VarInfo{Dist::Categorical, 3});
   int64_t fused = 0;
   for (int trial = 0; trial < 12; ++trial) {
-    const int variant = trial % 3;  // 1: all inputs shared, 2: varied sizes, category-major
-    const Circuit c = repetitions_circuit(4 + trial % 5, variant == 1, variant == 2);
+    std::vector<VarInfo> vars = random_vars(7 + trial % 5, true);
+    const int64_t n = trial % 3 == 0 ? 4 : 6;  // 6 nodes: vectors padded to blocks of 4
+    const Circuit c = chain_circuit(vars, n);
     CompileOptions on, off;
     on.reuse_rows = off.reuse_rows = trial % 4 != 3;
     on.chunk_input_rows = off.chunk_input_rows = std::vector<int64_t>{1, 16, 40, 16384}[trial % 4];
-    on.fuse_products = off.fuse_products = trial % 2 == 1;
-    on.category_major_cats = off.category_major_cats = variant == 2 ? 0 : -1;
+    on.fuse_products = off.fuse_products = trial % 5 == 1;
+    on.category_major_cats = off.category_major_cats = trial % 2 ? 0 : -1;
+    on.block_size = off.block_size = trial % 3 == 2 ? 1 : 0;
     off.fuse_inputs = false;
     const Plan pn = compile(c, on), po = compile(c, off);
     for (const Layer& l : pn.layers)
@@ -869,12 +893,17 @@ void test_fused_inputs() {
     const int64_t B = 1 + randint(100);
     const Data d = make_data(c, vars, B, 0.2);
     const std::vector<float> rf = root_flows(B, 1, false);
-    const std::string name = "fused-input circuit " + std::to_string(trial);
+    const std::string name = "fused-input chain " + std::to_string(trial);
     const Run rn = check_flows(name.c_str(), c, pn, d, rf, 1e-4), ro = run(po, po.params.data(), d, rf);
     CHECK(rn.out == ro.out);
     CHECK(rn.flows == ro.flows);
     CHECK(rn.pflow == ro.pflow);
     check_em(name.c_str(), c, pn, d, rf, 0.7, 0.2);
+  }
+  {
+    const Plan rat = compile(repetitions_circuit(8, true));
+    for (const Layer& l : rat.layers)
+      for (const InputGroup& g : l.inputs) CHECK_EQ(g.fused, 0);
   }
   CHECK(fused > 0);
   // The tiny plans: variable 0 Categorical with 2 values, variable 1 Bernoulli.

@@ -189,6 +189,8 @@ int main() {
   rejects([](Plan& p) { p.layers[0].inputs[0].fused = 2; }, "input group 0 of layer 0: fused is 2 (must be 0 or 1)", fi);
   rejects([](Plan& p) { p.layers[1].products[0].fused_inputs.pop_back(); },
           "input group 1 of layer 0 is fused but no product partition computes it", fi);
+  rejects([](Plan& p) { p.layers[1].products[0].child_rows = {1, 3, 2, 3}; },
+          "input group 1 of layer 0 is fused but node 1 is read by none of the product partitions that compute it", fi);
   rejects([](Plan& p) { p.layers[0].inputs[1].fused = 0; },
           "product partition 0 of layer 1: lists input group 1 of layer 0 as fused, but that group is not", fi);
   rejects([](Plan& p) { p.layers[1].products[0].fused_inputs[1] = {1, 0}; },

@@ -68,8 +68,9 @@ struct ProductPartition {
   std::vector<int64_t> child_rows;  // [num_nodes * fanin], padded with kOneRow
   // (layer, index) of the fused input groups this partition computes: a child row inside one of them
   // is that node's log p(x[var]), computed here instead of read (its flow still goes to the row). The
-  // backward's recompute of the partition also clears those groups' flow rows (the groups are not in
-  // any recompute list), before any of their readers' backward adds to them.
+  // backward's recompute of the partition also clears the flow rows of the fused nodes it reads (the
+  // groups are in no recompute list), before any of their readers' backward adds to them; every node
+  // of a fused group is read by some partition that lists it.
   std::vector<std::pair<int64_t, int64_t>> fused_inputs;
 };
 
