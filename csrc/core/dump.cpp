@@ -112,6 +112,7 @@ std::string dump_plan(const Plan& p) {
   list(s, p.vector_rows);
   s << "\npad ranges:";
   for (auto [r, n] : p.pad_ranges) s << " " << r << "+" << n;
+  if (p.x_rows >= 0) s << "\nx rows: " << p.x_rows << "+" << p.num_vars;
   s << "\nvar limits: ";
   list(s, p.var_limit);
   s << "\n";

@@ -5,7 +5,9 @@
 // redo where a product reads it than to write into its row and read back, and each group dropped from
 // the forward and the recompute is one launch less (HCLT runs an input group per tree level, PD and
 // RAT-SPN without fused products one per layer). The group stays in the plan: its rows still carry
-// its flows, and its backward (the E-step statistics) runs as before.
+// its flows, and its backward (the E-step statistics) runs as before. A plan with fused groups gets
+// num_vars rows more at its end (Plan::x_rows), where the CUDA backend stages x's category indices
+// once per pass, so that a product reads a fused node's categories as it would read a row.
 //
 // A group fuses when all of these hold, and stays as it is otherwise:
 //  * it is discrete and not the root;
@@ -113,6 +115,10 @@ Plan fuse_inputs(const Plan& in) {
     for (const Ref& q : rd.products)
       p.layers[static_cast<size_t>(q.first)].products[static_cast<size_t>(q.second)].fused_inputs.push_back(g);
     for (Layer& l : p.layers) l.recompute.erase(std::remove(l.recompute.begin(), l.recompute.end(), g), l.recompute.end());
+    if (p.x_rows < 0) {  // rows for x's category indices, staged by a GPU backend (Plan::x_rows)
+      p.x_rows = p.num_rows;
+      p.num_rows += p.num_vars;
+    }
   }
   return p;
 }

@@ -129,6 +129,8 @@ std::string serialize_plan_version(const Plan& p, uint32_t version) {
   w.i64(p.num_rows);
   w.i64(p.root_row);
   w.i64(p.num_root_nodes);
+  if (fused_in) w.i64(p.x_rows);
+  no_fused_inputs(p.x_rows == -1);
   w.count(p.pad_ranges.size());
   for (const auto& [first, n] : p.pad_ranges) {
     w.i64(first);
@@ -227,6 +229,7 @@ Plan parse_plan(const std::string& bytes, const std::string& source) {
   p.num_rows = r.i64("num_rows");
   p.root_row = r.i64("root_row");
   p.num_root_nodes = r.i64("num_root_nodes");
+  if (fused_in) p.x_rows = r.i64("x_rows");
   p.pad_ranges.resize(r.count("pad range count", kPadRangeBytes));
   for (auto& [first, n] : p.pad_ranges) {
     first = r.i64("pad range first row");
@@ -381,14 +384,18 @@ void validate_plan(const Plan& p) {
   for (size_t v = 0; v < p.var_limit.size(); ++v) {
     PCC_CHECK(p.var_limit[v] >= -1, "invalid plan: var_limit of variable ", v, " is ", p.var_limit[v]);
   }
-  PCC_CHECK(p.num_root_nodes >= 1 && span_ok(p.root_row, p.num_root_nodes, 0, rows),
-            "invalid plan: root rows ", p.root_row, " + ", p.num_root_nodes, " outside the ", rows,
+  // The staged x rows (Plan::x_rows) are the last num_vars rows, and nothing else writes there.
+  PCC_CHECK(p.x_rows == -1 || (p.x_rows > Plan::kZeroRow && p.x_rows == rows - p.num_vars), "invalid plan: x_rows is ",
+            p.x_rows, " (must be -1, or num_rows - num_vars = ", rows - p.num_vars, ")");
+  const int64_t writable = p.x_rows >= 0 ? p.x_rows : rows;  // rows layers may write
+  PCC_CHECK(p.num_root_nodes >= 1 && span_ok(p.root_row, p.num_root_nodes, 0, writable),
+            "invalid plan: root rows ", p.root_row, " + ", p.num_root_nodes, " outside the ", writable,
             " rows");
   for (size_t i = 0; i < p.pad_ranges.size(); ++i) {
     const auto [first, n] = p.pad_ranges[i];
     // Row kOneRow holds log 1 and must never be overwritten with -inf.
-    PCC_CHECK(span_ok(first, n, Plan::kOneRow + 1, rows), "invalid plan: pad range ", i, " (rows ",
-              first, " + ", n, ") outside rows 1..", rows - 1);
+    PCC_CHECK(span_ok(first, n, Plan::kOneRow + 1, writable), "invalid plan: pad range ", i, " (rows ",
+              first, " + ", n, ") outside rows 1..", writable - 1);
   }
   for (size_t i = 0; i < p.vector_rows.size(); ++i) {
     PCC_CHECK(p.vector_rows[i] >= -1 && p.vector_rows[i] < rows, "invalid plan: first row of vector ",
@@ -429,9 +436,9 @@ void validate_plan(const Plan& p) {
       const InputGroup& g = l.inputs[gi];
       const std::string at = "input group " + std::to_string(gi) + " of layer " + std::to_string(li);
       // Layers write rows after kOneRow only.
-      PCC_CHECK(g.num_nodes >= 0 && span_ok(g.row_start, g.num_nodes, Plan::kOneRow + 1, rows),
+      PCC_CHECK(g.num_nodes >= 0 && span_ok(g.row_start, g.num_nodes, Plan::kOneRow + 1, writable),
                 "invalid plan: ", at, ": rows ", g.row_start, " + ", g.num_nodes, " outside rows 1..",
-                rows - 1);
+                writable - 1);
       const size_t n = static_cast<size_t>(g.num_nodes);
       PCC_CHECK(g.var.size() == n && g.param_offset.size() == n && g.num_cats.size() == n,
                 "invalid plan: ", at, ": per-node arrays do not have num_nodes (", n, ") entries");
@@ -481,9 +488,9 @@ void validate_plan(const Plan& p) {
     for (size_t qi = 0; qi < l.products.size(); ++qi) {
       const ProductPartition& q = l.products[qi];
       const std::string at = "product partition " + std::to_string(qi) + " of layer " + std::to_string(li);
-      PCC_CHECK(q.num_nodes >= 0 && span_ok(q.row_start, q.num_nodes, Plan::kOneRow + 1, rows),
+      PCC_CHECK(q.num_nodes >= 0 && span_ok(q.row_start, q.num_nodes, Plan::kOneRow + 1, writable),
                 "invalid plan: ", at, ": rows ", q.row_start, " + ", q.num_nodes, " outside rows 1..",
-                rows - 1);
+                writable - 1);
       PCC_CHECK(q.fanin >= 1, "invalid plan: ", at, ": fanin is ", q.fanin);
       PCC_CHECK(product_is(q.num_nodes, q.fanin, q.child_rows.size()), "invalid plan: ", at,
                 ": child_rows has ", q.child_rows.size(), " entries, expected num_nodes ", q.num_nodes,
@@ -535,9 +542,9 @@ void validate_plan(const Plan& p) {
       }
       const int64_t matrix = q.block_size * q.child_block_size;
       for (size_t b = 0; b < q.out_rows.size(); ++b) {
-        PCC_CHECK(span_ok(q.out_rows[b], q.block_size, Plan::kOneRow + 1, rows), "invalid plan: ", at,
+        PCC_CHECK(span_ok(q.out_rows[b], q.block_size, Plan::kOneRow + 1, writable), "invalid plan: ", at,
                   ": block ", b, " writes rows ", q.out_rows[b], " + ", q.block_size, " outside rows 1..",
-                  rows - 1);
+                  writable - 1);
       }
       for (int64_t k = 0; k < entries; ++k) {
         // The entry's first start decides padding; a fused product may have fewer than child_arity
@@ -593,6 +600,7 @@ void validate_plan(const Plan& p) {
   for (size_t li = 0; li < p.layers.size(); ++li)
     for (size_t gi = 0; gi < p.layers[li].inputs.size(); ++gi) {
       if (!p.layers[li].inputs[gi].fused) continue;
+      PCC_CHECK(p.x_rows >= 0, "invalid plan: input group ", gi, " of layer ", li, " is fused but the plan has no x rows");
       const auto at = read.find({static_cast<int64_t>(li), static_cast<int64_t>(gi)});
       PCC_CHECK(at != read.end(), "invalid plan: input group ", gi, " of layer ", li,
                 " is fused but no product partition computes it");

@@ -1,7 +1,7 @@
 // The CUDA backend's entry points (pcc/cuda.h): argument checks, then one switch over layer kinds, as
 // csrc/cpu/forward.cpp and backward.cpp. Forward: validate x on the device, set row kOneRow to 0 and
-// the pad rows to -inf, run the layers, copy the root rows out as [batch, num_root_nodes]. Backward:
-// zero the flows, seed the root rows with root_flow (0 where the root's value is -inf), run the
+// the pad rows to -inf, stage x where the plan fuses inputs (Plan::x_rows), run the layers, copy the
+// root rows out as [batch, num_root_nodes]. Backward: zero the flows, stage x again, seed the root rows with root_flow (0 where the root's value is -inf), run the
 // layers in reverse, recomputing the transient rows each layer reads first (Layer::recompute).
 // Everything is on the caller's stream, over caller-owned device buffers; with CUDA graphs on (the
 // default, cuda_set_graphs), a pass's launches after validation are replayed as one graph once the
@@ -59,6 +59,17 @@ __global__ void seed_root_kernel(const float* values, const float* root_flow, in
     const int64_t at = (root_row + j) * batch + b;
     flows[at] = values[at] > -INFINITY ? root_flow[b * R + j] : 0.0f;
   }
+}
+
+// x's categories staged in the plan's x rows (Plan::x_rows) for the products that compute fused
+// inputs, or null where the plan has none. Once per pass: the backward may get another x than the
+// forward did (its recomputes must read the x they are given).
+const int32_t* staged_x(const Plan& p, const TensorRef& x, const uint8_t* missing, float* values, int64_t batch,
+                        cudaStream_t s) {
+  if (p.x_rows < 0) return nullptr;
+  int32_t* slots = reinterpret_cast<int32_t*>(values + p.x_rows * batch);
+  stage_x(x.data, x.dtype, missing, p.num_vars, batch, slots, s);
+  return slots;
 }
 
 // Makes cp.device current for the scope (kernels launch on the current device).
@@ -150,6 +161,7 @@ void cuda_forward(const CudaPlan& cp, const ForwardArgs& a, Precision precision,
       cuda::init_rows_kernel<<<grid, cuda::kThreads, 0, s>>>(cp.pad_ranges, cp.num_pad_ranges, values, batch);
       PCC_CUDA_CHECK_LAUNCH("init_rows");
     }
+    const int32_t* x_slots = cuda::staged_x(p, a.x, missing, values, batch, s);
     for (const cuda::DevLayer& layer : cp.layers) {
       switch (layer.kind) {
         case LayerKind::Input:
@@ -159,7 +171,7 @@ void cuda_forward(const CudaPlan& cp, const ForwardArgs& a, Precision precision,
           break;
         case LayerKind::Product:
           for (const cuda::DevProduct& pp : layer.products)
-            cuda::product_forward(pp, a.params, a.x.data, a.x.dtype, missing, p.num_vars, values, nullptr, batch, s);
+            cuda::product_forward(pp, a.params, x_slots, values, nullptr, batch, s);
           break;
         case LayerKind::Sum:
           for (const cuda::DevSum& sum : layer.sums) cuda::sum_forward(sum, a.params, values, batch, precision, s);
@@ -192,6 +204,7 @@ void cuda_backward(const CudaPlan& cp, const BackwardArgs& a, void* stream) {
   float* flows = a.flows;
   auto launches = [&](cudaStream_t s) {
     PCC_CUDA_CHECK(cudaMemsetAsync(flows, 0, static_cast<size_t>(p.num_rows) * batch * sizeof(float), s));
+    const int32_t* x_slots = cuda::staged_x(p, a.x, missing, a.values, batch, s);
     const int64_t R = p.num_root_nodes;
     if (R > 0) {
       cuda::seed_root_kernel<<<cuda::grid_1d(batch * R), cuda::kThreads, 0, s>>>(a.values, a.root_flow, p.root_row, R,
@@ -208,8 +221,7 @@ void cuda_backward(const CudaPlan& cp, const BackwardArgs& a, void* stream) {
           cuda::input_forward(src.inputs[rp], a.params, a.x.data, a.x.dtype, missing, p.num_vars, a.values, flows,
                               batch, s);
         else
-          cuda::product_forward(src.products[rp], a.params, a.x.data, a.x.dtype, missing, p.num_vars, a.values,
-                                flows, batch, s);
+          cuda::product_forward(src.products[rp], a.params, x_slots, a.values, flows, batch, s);
       }
       switch (layer.kind) {
         case LayerKind::Input:

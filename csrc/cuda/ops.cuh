@@ -22,10 +22,14 @@ void input_forward(const DevInputGroup& g, const float* params, const void* x, D
 void input_backward(const DevInputGroup& g, const float* params, const void* x, DType t,
                     const uint8_t* missing, int64_t num_vars, const float* flows, float* param_flows,
                     int64_t batch, cudaStream_t stream);
-// product_forward.cu / product_backward.cu. The forward reads params and x only for the fused inputs
-// it computes (DevProduct::in_var).
-void product_forward(const DevProduct& p, const float* params, const void* x, DType t, const uint8_t* missing,
-                     int64_t num_vars, float* values, float* zero_flows, int64_t batch, cudaStream_t stream);
+// stage_x.cu: slots[v * batch + b] <- x[b, v] as a category index (-1 where missing), for the products
+// that compute fused inputs (Plan::x_rows).
+void stage_x(const void* x, DType t, const uint8_t* missing, int64_t num_vars, int64_t batch, int32_t* slots,
+             cudaStream_t stream);
+// product_forward.cu / product_backward.cu. The forward reads params and x_slots (stage_x's rows) only
+// for the fused inputs it computes (DevProduct::in_var).
+void product_forward(const DevProduct& p, const float* params, const int32_t* x_slots, float* values,
+                     float* zero_flows, int64_t batch, cudaStream_t stream);
 // Children's flow rows += each product node's flow row (parents and children share the buffer).
 void product_backward(const DevProduct& p, float* flows, int64_t batch, cudaStream_t stream);
 

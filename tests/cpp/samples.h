@@ -214,9 +214,12 @@ inline pcc::Plan tiny_plan() {
 }
 
 // tiny_plan() with both input groups fused into the product partition that reads them (plan format
-// version 5): the same values, flows and parameter flows, no input values stored.
+// version 5), two rows more for x's categories: the same values, flows and parameter flows, no input
+// values stored.
 inline pcc::Plan fused_inputs_tiny() {
   pcc::Plan p = tiny_plan();
+  p.x_rows = p.num_rows;  // rows 9-10: x staged by a GPU backend
+  p.num_rows += p.num_vars;
   p.layers[0].inputs[0].fused = 1;
   p.layers[0].inputs[1].fused = 1;
   p.layers[1].products[0].fused_inputs = {{0, 0}, {0, 1}};

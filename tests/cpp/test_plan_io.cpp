@@ -175,7 +175,9 @@ int main() {
     CHECK_THROWS(serialize_plan_version(p, 2), "serialize_plan: plan version 2 has no fused input groups");
     const Plan old = parse_plan(serialize_plan_version(tiny_plan(), 4), "old.pcplan");
     CHECK(serialize_plan(old) == serialize_plan(tiny_plan()));
-    CHECK_EQ(serialize_plan(tiny_plan()).size(), serialize_plan_version(tiny_plan(), 4).size() + 2 * 8 + 8);
+    CHECK_EQ(serialize_plan(tiny_plan()).size(), serialize_plan_version(tiny_plan(), 4).size() + 8 + 2 * 8 + 8);
+    CHECK_EQ(back.x_rows, 9);
+    CHECK(dump_plan(p).find("x rows: 9+2\n") != std::string::npos);
     CHECK(dump_plan(p).find("rows 1+2 var=[0 0] param=[0 2] fused\n") != std::string::npos);
     CHECK(dump_plan(p).find("children=[1 3 2 4] fused_inputs: 0.0 0.1\n") != std::string::npos);
     CHECK(dump_plan(tiny_plan()).find("fused") == std::string::npos);
@@ -199,6 +201,10 @@ int main() {
           "fused input (0, 2) is not an input group of an earlier layer", fi);
   rejects([](Plan& p) { p.layers[1].products[0].fused_inputs[1] = {-1, 0}; },
           "fused input (-1, 0) is not an input group of an earlier layer", fi);
+  rejects([](Plan& p) { p.x_rows = 3; }, "x_rows is 3 (must be -1, or num_rows - num_vars = 9)", fi);
+  rejects([](Plan& p) { p.x_rows = -1; }, "input group 0 of layer 0 is fused but the plan has no x rows", fi);
+  rejects([](Plan& p) { p.layers[2].sums[0].out_rows[0] = 9; }, "block 0 writes rows 9 + 1 outside rows 1..8", fi);
+  rejects([](Plan& p) { p.root_row = 10; }, "root rows 10 + 1 outside the 9 rows", fi);
   rejects([](Plan& p) { p.layers[2].recompute = {{0, 1}, {1, 0}}; },
           "layer 2 recomputes input group 1 of layer 0, which is fused", fi);
   {  // Fused products (child_arity 2) round-trip in version 4 and are refused by the older writers.

@@ -116,7 +116,9 @@ void check_plan(const Circuit& c, const pcc::Plan& p) {
       owner[start + i] = -3;
     }
   }
-  for (int o : owner) CHECK(o != -1);  // every row is a node, a constant or padding
+  if (p.x_rows >= 0)  // x staged for fused inputs (Plan::x_rows)
+    for (int64_t r = p.x_rows; r < p.num_rows; ++r) owner[r] = -4;
+  for (int o : owner) CHECK(o != -1);  // every row is a node, a constant, padding or x
   for (const pcc::Layer& l : p.layers) {
     for (const auto& sp : l.sums) {
       for (int64_t k = 0; k < sp.num_blocks * sp.fanin; ++k) {

@@ -144,6 +144,10 @@ struct Plan {
   std::vector<int64_t> var_limit;
 
   int64_t root_row = 0, num_root_nodes = 0;  // the root vector's rows
+  // Where a plan has fused input groups: the first of num_vars rows that no layer writes, in which a
+  // GPU backend may stage x's category indices (row x_rows + v, one int32 per batch element) for the
+  // products that compute fused inputs, so they read them coalesced; the CPU reads x itself. -1: none.
+  int64_t x_rows = -1;
   std::vector<int64_t> vector_rows;          // first row of each IR vector; -1 if unreachable or fused
 
   std::vector<float> params;
