@@ -55,6 +55,7 @@ void bind_compile(py::module_& m) {
              return out;
            })
       .def_readonly("num_rows", &pcc::Plan::num_rows)
+      .def_readonly("x_rows", &pcc::Plan::x_rows)
       .def_readonly("num_vars", &pcc::Plan::num_vars)
       .def_readonly("root_row", &pcc::Plan::root_row)
       .def_readonly("num_root_nodes", &pcc::Plan::num_root_nodes)

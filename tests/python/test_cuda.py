@@ -28,8 +28,8 @@ def poisoned(shape, device):
 
 def forward_poisoned(model, x, missing):
     """Run the backend directly on NaN-filled buffers: every value row (but those of fused input groups,
-    which their product readers compute where they read them, and rows that only such groups use) and
-    every output must be written."""
+    which their product readers compute where they read them, and the x rows, which hold integers)
+    and every output must be written."""
     b = model._backend()
     values = poisoned((model.plan.num_rows, x.shape[0]), x.device)
     out = poisoned((x.shape[0], model.num_root_nodes), x.device)
@@ -38,6 +38,8 @@ def forward_poisoned(model, x, missing):
     written = torch.ones(model.plan.num_rows, dtype=torch.bool, device=x.device)
     for start, n in model.plan.fused_input_rows():
         written[start:start + n] = False
+    if model.plan.x_rows >= 0:  # x's categories, staged as int32 (-1, missing, reads as NaN)
+        written[model.plan.x_rows:] = False
     assert not torch.isnan(values[written]).any(), "a value row was not written"
     assert not torch.isnan(out).any(), "an output was not written"
     return out, values
@@ -144,7 +146,15 @@ def test_fused_inputs_on_the_gpu(fuse_inputs, dtype):
         for batch, fuse in ((45, False), (128, True)):
             x = data[torch.randperm(len(data))[:batch]].to(dtype)
             check_model(root, x, torch.rand(x.shape) < 0.2, "tf32", fuse=fuse, fuse_inputs=fuse_inputs)
-        fused += pcc.compile(root, device="cuda", fuse_inputs=fuse_inputs).plan.summary()["fused_input_groups"]
+        model = pcc.compile(root, device="cuda", fuse_inputs=fuse_inputs)
+        fused += model.plan.summary()["fused_input_groups"]
+        assert (model.plan.x_rows >= 0) == (model.plan.summary()["fused_input_groups"] > 0)
+        if model.plan.x_rows >= 0:  # the staged categories (stage_x.cu): x transposed, -1 where missing
+            x = data[:77].to(dtype).cuda()
+            missing = torch.rand(x.shape, device="cuda") < 0.3
+            _, values = forward_poisoned(model, x, missing)
+            staged = values[model.plan.x_rows:].contiguous().view(torch.int32)
+            assert torch.equal(staged, torch.where(missing, -1, x.to(torch.int32)).T), name
     assert (fused > 0) == fuse_inputs
 
 
