@@ -107,7 +107,7 @@ Plan fuse_inputs(const Plan& in) {
   for (const auto& [g, rd] : find_readers(in)) {
     const InputGroup& group = in.layers[static_cast<size_t>(g.first)].inputs[static_cast<size_t>(g.second)];
     const bool discrete = group.dist == Dist::Categorical || group.dist == Dist::Bernoulli;
-    if (!discrete || group.num_nodes == 0 || rd.other || rd.products.empty() || group.fused) continue;
+    if (!discrete || group.num_nodes == 0 || rd.other || rd.products.empty()) continue;
     if (rd.products.begin()->first != rd.products.rbegin()->first) continue;  // readers of two layers
     if (!std::all_of(rd.reads.begin(), rd.reads.end(), [](int64_t n) { return n == 1; })) continue;
     if (!recomputed_with_readers(in, g, rd.products)) continue;

@@ -595,7 +595,7 @@ void validate_plan(const Plan& p) {
         std::vector<char>& seen = read[ref];
         seen.resize(static_cast<size_t>(g.num_nodes), 0);
         for (int64_t r : q.child_rows)
-          if (r >= g.row_start && r < g.row_start + g.num_nodes) seen[static_cast<size_t>(r - g.row_start)] = 1;
+          if (holds_row(g, r)) seen[static_cast<size_t>(r - g.row_start)] = 1;
       }
   for (size_t li = 0; li < p.layers.size(); ++li)
     for (size_t gi = 0; gi < p.layers[li].inputs.size(); ++gi) {

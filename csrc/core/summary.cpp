@@ -29,7 +29,7 @@ PlanSummary summarize(const Plan& p) {
       for (const auto& [gl, gi] : pp.fused_inputs) {
         const InputGroup& g = p.layers[gl].inputs[gi];
         rows_read -= std::count_if(pp.child_rows.begin(), pp.child_rows.end(),
-                                   [&](int64_t r) { return r >= g.row_start && r < g.row_start + g.num_nodes; });
+                                   [&](int64_t r) { return holds_row(g, r); });
       }
     }
     for (const SumPartition& sp : l.sums) {

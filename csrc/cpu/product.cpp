@@ -31,7 +31,7 @@ void product_forward(const ProductPartition& p, const InputSource& in, float* va
           auto child = [&](int64_t k) -> const float* {
             const int64_t r = rows[k];
             for (const InputGroup* g : fused) {
-              if (r < g->row_start || r >= g->row_start + g->num_nodes) continue;
+              if (!holds_row(*g, r)) continue;
               float* row = scratch.data() + k * batch;
               discrete_log_probs(*g, r - g->row_start, in.params, *in.x, *in.missing, row, batch);
               return row;

@@ -92,8 +92,8 @@ void put_fused_inputs(const Plan& p, const ProductPartition& pp, Staging& st, De
   for (const auto& [gl, gi] : pp.fused_inputs) {
     const InputGroup& g = p.layers[gl].inputs[gi];
     for (size_t e = 0; e < pp.child_rows.size(); ++e) {
+      if (!holds_row(g, pp.child_rows[e])) continue;
       const int64_t node = pp.child_rows[e] - g.row_start;
-      if (node < 0 || node >= g.num_nodes) continue;
       var[e] = to_i32(g.var[node], "input variable");
       slot[e] = g.param_offset[node];
       stride[e] = to_i32(g.cat_stride, "category stride");

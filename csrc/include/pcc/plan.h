@@ -63,6 +63,9 @@ struct InputGroup {
   int64_t fused = 0;
 };
 
+// Whether `row` is one of g's node rows (a fused group's readers compute the nodes they find there).
+inline bool holds_row(const InputGroup& g, int64_t row) { return row >= g.row_start && row < g.row_start + g.num_nodes; }
+
 struct ProductPartition {
   int64_t row_start = 0, num_nodes = 0, fanin = 0;
   std::vector<int64_t> child_rows;  // [num_nodes * fanin], padded with kOneRow
