@@ -63,7 +63,7 @@ FLOAT32_TINY = 1e-30
 VARIANCE_RESOLUTION = 2e-6
 
 
-def expected_em_step(root, x, missing, step, a, before):
+def expected_em_step(root, x, missing, step, a, before, keep_tiny=True):
     """pcc.reference.em_step, with what float32 cannot resolve (assert_params_close accepts either
     side or between): keep_unresolvable when a = 0; for every Gaussian whose fitted variance is below
     VARIANCE_RESOLUTION of its centred second moment, the stds that a variance of 0 and one of the
@@ -96,7 +96,7 @@ def expected_em_step(root, x, missing, step, a, before):
         want["std"] = np.where(unresolved, std_with(v_hat + VARIANCE_RESOLUTION * m2), want["std"])
         want["std_alt"] = np.where(unresolved, std_with(0.0), want["std"])
         want["unresolved"] = total < FLOAT32_TINY
-    return keep_unresolvable(root, x, missing, expected, before) if a == 0.0 else expected
+    return keep_unresolvable(root, x, missing, expected, before) if a == 0.0 and keep_tiny else expected
 
 
 def keep_unresolvable(root, x, missing, expected, before):
@@ -146,7 +146,15 @@ def test_em_step_matches_reference(data):
     loss.backward()  # EM flows are those of the summed log-likelihood whatever the loss's scale
     assert model.log_params.grad is None
     model.em_step(step_size=step, pseudocount=a)
-    assert_params_close(model, expected_em_step(root, x, missing, step, a, before))
+    try:
+        assert_params_close(model, expected_em_step(root, x, missing, step, a, before))
+    except AssertionError:
+        if a != 0.0:
+            raise
+        # A flow below FLOAT32_TINY (1e-30) is still a float32 number down to about 1e-38 (exp's
+        # floor): float32 may resolve it and move the node as float64 does (CI, 2026-11-23: a
+        # Categorical with one sample's flow in that band). Then the float64 update holds everywhere.
+        assert_params_close(model, expected_em_step(root, x, missing, step, a, before, keep_tiny=False))
 
 
 @SETTINGS
