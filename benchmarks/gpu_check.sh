@@ -34,7 +34,7 @@ fi
 if have sanitize; then
   for tool in memcheck racecheck; do
     compute-sanitizer --tool $tool --error-exitcode 9 python3 -m pytest -q -p no:cacheprovider \
-      tests/python/test_cuda.py -k "small and tf32" > "$OUT/sanitize_$tool.log" 2>&1
+      tests/python/test_cuda.py -k "small and (tf32 or fp32)" > "$OUT/sanitize_$tool.log" 2>&1
     RESULT[$tool]="rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize_$tool.log" | tail -1)"
   done
 fi

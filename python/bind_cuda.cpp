@@ -45,7 +45,8 @@ pcc::TensorRef cuda_matrix(uintptr_t ptr, pcc::DType t, int64_t rows, int64_t co
 pcc::Precision precision_from_name(const std::string& s) {
   if (s == "tf32") return pcc::Precision::TF32;
   if (s == "bf16") return pcc::Precision::BF16;
-  pcc::raise("unknown precision '", s, "' (expected 'tf32' or 'bf16')");
+  if (s == "fp32") return pcc::Precision::FP32;
+  pcc::raise("unknown precision '", s, "' (expected 'tf32', 'bf16' or 'fp32')");
 }
 
 }  // namespace
@@ -112,7 +113,7 @@ void bind_cuda(py::module_& m) {
       "cuda_backward",
       [](const CudaPlanHolder& h, uintptr_t params, uintptr_t x, const std::string& x_dtype, int64_t batch,
          uintptr_t missing, uintptr_t values, uintptr_t root_flow, uintptr_t flows, uintptr_t param_flows,
-         uintptr_t stream) {
+         const std::string& precision, uintptr_t stream) {
         const pcc::CudaPlan& cp = view(h);
         const pcc::Plan& plan = *h.plan_ptr;
         pcc::BackwardArgs a;
@@ -125,11 +126,13 @@ void bind_cuda(py::module_& m) {
         a.flows = mf(flows);
         a.param_flows = mf(param_flows);
         a.batch = batch;
+        const pcc::Precision prec = precision_from_name(precision);
         py::gil_scoped_release nogil;
-        pcc::cuda_backward(cp, a, stream_of(stream));
+        pcc::cuda_backward(cp, a, prec, stream_of(stream));
       },
       py::arg("cplan"), py::arg("params"), py::arg("x"), py::arg("x_dtype"), py::arg("batch"), py::arg("missing"),
-      py::arg("values"), py::arg("root_flow"), py::arg("flows"), py::arg("param_flows"), py::arg("stream") = 0);
+      py::arg("values"), py::arg("root_flow"), py::arg("flows"), py::arg("param_flows"), py::arg("precision") = "tf32",
+      py::arg("stream") = 0);
   m.def(
       "cuda_normalize",
       [](const CudaPlanHolder& h, uintptr_t log_params, uintptr_t params, uintptr_t stream) {

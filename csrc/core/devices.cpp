@@ -33,7 +33,7 @@ namespace {
 int64_t cuda_plan_bytes(const Plan&) { no_cuda(); }
 std::shared_ptr<CudaPlan> cuda_upload_plan(const Plan&, void*, int, void*) { no_cuda(); }
 void cuda_forward(const CudaPlan&, const ForwardArgs&, Precision, void*) { no_cuda(); }
-void cuda_backward(const CudaPlan&, const BackwardArgs&, void*) { no_cuda(); }
+void cuda_backward(const CudaPlan&, const BackwardArgs&, Precision, void*) { no_cuda(); }
 void cuda_normalize(const CudaPlan&, const float*, float*, void*) { no_cuda(); }
 void cuda_log_params(const CudaPlan&, const float*, float*, void*) { no_cuda(); }
 void cuda_em_update(const CudaPlan&, float*, const float*, double, double, void*) { no_cuda(); }

@@ -129,6 +129,11 @@ void check_matrix_args(const CudaPlan& cp, const TensorRef& x, const TensorRef& 
   }
 }
 
+void check_precision(Precision precision, const char* op) {
+  PCC_CHECK(precision == Precision::TF32 || precision == Precision::BF16 || precision == Precision::FP32, op,
+            ": unknown precision ", static_cast<int>(precision));
+}
+
 const CudaPlan& checked(const CudaPlan& cp, const Plan* plan, const char* op) {
   PCC_CHECK(cp.plan != nullptr, op, ": the CUDA plan holds no plan");
   PCC_CHECK(plan == nullptr || plan == cp.plan, op, ": the arguments name another plan than the uploaded one");
@@ -147,8 +152,7 @@ void cuda_forward(const CudaPlan& cp, const ForwardArgs& a, Precision precision,
   PCC_CHECK(a.params != nullptr || p.params.empty(), "forward: no parameter buffer");
   PCC_CHECK(a.values != nullptr, "forward: no workspace (values) buffer");
   PCC_CHECK(a.out != nullptr || p.num_root_nodes == 0, "forward: no output buffer");
-  PCC_CHECK(precision == Precision::TF32 || precision == Precision::BF16, "forward: unknown precision ",
-            static_cast<int>(precision));
+  cuda::check_precision(precision, "forward");
   cuda::DeviceGuard guard(cp.device);
   cudaStream_t caller_stream = static_cast<cudaStream_t>(stream);
   const uint8_t* missing = static_cast<const uint8_t*>(a.missing.data);
@@ -191,7 +195,7 @@ void cuda_forward(const CudaPlan& cp, const ForwardArgs& a, Precision precision,
                          caller_stream, launches);
 }
 
-void cuda_backward(const CudaPlan& cp, const BackwardArgs& a, void* stream) {
+void cuda_backward(const CudaPlan& cp, const BackwardArgs& a, Precision precision, void* stream) {
   cuda::checked(cp, a.plan, "backward");
   const Plan& p = *cp.plan;
   const int64_t batch = a.batch;
@@ -199,6 +203,7 @@ void cuda_backward(const CudaPlan& cp, const BackwardArgs& a, void* stream) {
   if (batch == 0) return;
   PCC_CHECK(a.params && a.values && a.root_flow && a.flows && a.param_flows,
             "backward: a buffer is missing (params, values, root_flow, flows, param_flows)");
+  cuda::check_precision(precision, "backward");
   cuda::DeviceGuard guard(cp.device);
   const uint8_t* missing = static_cast<const uint8_t*>(a.missing.data);
   float* flows = a.flows;
@@ -234,7 +239,7 @@ void cuda_backward(const CudaPlan& cp, const BackwardArgs& a, void* stream) {
           break;
         case LayerKind::Sum:
           for (const cuda::DevSum& sum : layer.sums)
-            cuda::sum_backward(sum, a.params, a.values, flows, a.param_flows, batch, s);
+            cuda::sum_backward(sum, a.params, a.values, flows, a.param_flows, batch, precision, s);
           break;
       }
     }
@@ -243,7 +248,7 @@ void cuda_backward(const CudaPlan& cp, const BackwardArgs& a, void* stream) {
   if (!cuda_graphs()) return launches(caller_stream);
   cp.backward_graphs->run({batch, cuda::word(a.x.data), static_cast<int64_t>(a.x.dtype), cuda::word(missing),
                            cuda::word(a.params), cuda::word(a.values), cuda::word(a.root_flow),
-                           cuda::word(a.flows), cuda::word(a.param_flows)},
+                           cuda::word(a.flows), cuda::word(a.param_flows), static_cast<int64_t>(precision)},
                           caller_stream, launches);
 }
 

@@ -14,7 +14,8 @@
 //
 // Blocks with b and cb powers of two >= 16 take the tensor-core kernel (TF32 operands, float32
 // accumulation; described at "tensor-core path" below), which computes both products in one pass over
-// the transposed connectivity. Other blocks take two float32 SIMT kernels:
+// the transposed connectivity, unless the precision is FP32. Other blocks take two float32 SIMT
+// kernels:
 //
 // Kernel 1, child flows, no atomics: one CTA per (distinct child block k, chunk of <= 32 of its rows,
 // tile of 128 batch columns), one thread per column holding the chunk's accumulators in registers. It
@@ -1032,7 +1033,7 @@ void launch_tc(const DevSum& s, const float* params, const float* values, float*
 }  // namespace
 
 void sum_backward(const DevSum& s, const float* params, const float* values, float* flows, float* param_flows,
-                  int64_t batch, cudaStream_t stream) {
+                  int64_t batch, Precision precision, cudaStream_t stream) {
   if (s.num_blocks == 0 || batch <= 0 || s.fanin <= 0) return;
   // Every parent row's flow is final here (its layer's partitions ran after all later layers), and
   // the parameter kernel reads parent flows only, so the two kernels are independent; the stream
@@ -1041,7 +1042,7 @@ void sum_backward(const DevSum& s, const float* params, const float* values, flo
   const int64_t entries = s.num_blocks * s.fanin;
   if (entries > INT32_MAX || b * cb > INT32_MAX)
     ::pcc::raise("sum_backward: partition too large (", s.num_blocks, " blocks x fanin ", s.fanin, ")");
-  if (pow2(b) && pow2(cb) && b >= 16 && cb >= 16) {
+  if (precision != Precision::FP32 && pow2(b) && pow2(cb) && b >= 16 && cb >= 16) {
     // Both products in one kernel walking the transposed connectivity, which lists every entry that
     // is not padding (no child blocks: nothing to do).
     if (s.num_child_blocks == 0) return;

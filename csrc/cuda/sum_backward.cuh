@@ -9,8 +9,10 @@
 namespace pcc {
 namespace cuda {
 
+// Precision::FP32 takes the float32 SIMT kernels for every block size (the tensor-core kernel's
+// operands are TF32 otherwise, BF16 included).
 void sum_backward(const DevSum& s, const float* params, const float* values, float* flows, float* param_flows,
-                  int64_t batch, cudaStream_t stream);
+                  int64_t batch, Precision precision, cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace pcc

@@ -31,7 +31,8 @@
 //    sits inside one GPC, so large clusters fit fewer per device) that combine their (accumulator,
 //    max) tiles through distributed shared memory. The epilogue goes through shared memory and stores
 //    whole rows.
-//  * SIMT float32 path (everything else: b = 1 sparse rows, small blocks): one warp per (block, slice
+//  * SIMT float32 path (everything else: b = 1 sparse rows, small blocks; and every block under
+//    Precision::FP32, where no input is rounded for the tensor cores): one warp per (block, slice
 //    of up to 8 rows, 64 columns), two columns per lane, weights broadcast from L1. Where that gives
 //    too few warps to fill the device and K is long (root sums over thousands of children), the wide
 //    variant has the 8 warps of a CTA split K for one (block, slice, 32 columns) and combine through
@@ -848,7 +849,7 @@ void sum_forward(const DevSum& s, const float* params, float* values, int64_t ba
   a.items = 0;
 
   const int kstep = precision == Precision::BF16 ? 16 : 8;
-  if (b >= 16 && cb >= kstep) {
+  if (precision != Precision::FP32 && b >= 16 && cb >= kstep) {
     a.num_tiles = (batch + kBN - 1) / kBN;
     // A 128-row tile runs its runs of shared child lists one after another, each with only the warps
     // whose rows it holds; runs shorter than that (PD's 64-node regions) take 64-row tiles, so all

@@ -16,7 +16,7 @@ DTYPE_NAMES = {
     torch.bool: "bool", torch.uint8: "uint8", torch.int8: "int8", torch.int16: "int16",
     torch.int32: "int32", torch.int64: "int64", torch.float32: "float32", torch.float64: "float64",
 }
-PRECISIONS = ("tf32", "bf16")
+PRECISIONS = ("tf32", "bf16", "fp32")
 
 
 def _ptr(t):
@@ -31,7 +31,7 @@ class CPUBackend:
         _C.cpu_forward(self.plan, params.data_ptr(), x.data_ptr(), DTYPE_NAMES[x.dtype], x.shape[0],
                        _ptr(missing), values.data_ptr(), out.data_ptr())
 
-    def backward(self, params, x, missing, values, root_flow, flows, stats):
+    def backward(self, params, x, missing, values, root_flow, flows, stats, precision):
         _C.cpu_backward(self.plan, params.data_ptr(), x.data_ptr(), DTYPE_NAMES[x.dtype], x.shape[0],
                         _ptr(missing), values.data_ptr(), root_flow.data_ptr(), flows.data_ptr(),
                         stats.data_ptr())
@@ -66,10 +66,10 @@ class CUDABackend:
         _C.cuda_forward(self.cplan, params.data_ptr(), x.data_ptr(), DTYPE_NAMES[x.dtype], x.shape[0],
                         _ptr(missing), values.data_ptr(), out.data_ptr(), precision, self._stream())
 
-    def backward(self, params, x, missing, values, root_flow, flows, stats):
+    def backward(self, params, x, missing, values, root_flow, flows, stats, precision):
         _C.cuda_backward(self.cplan, params.data_ptr(), x.data_ptr(), DTYPE_NAMES[x.dtype], x.shape[0],
                          _ptr(missing), values.data_ptr(), root_flow.data_ptr(), flows.data_ptr(),
-                         stats.data_ptr(), self._stream())
+                         stats.data_ptr(), precision, self._stream())
 
     def normalize(self, log_params, params):
         _C.cuda_normalize(self.cplan, log_params.data_ptr(), params.data_ptr(), self._stream())

@@ -90,9 +90,7 @@ class TensorCircuit(nn.Module):
         self.root = root
         self._plan = plan
         self._group_ids = group_ids
-        if precision not in PRECISIONS:
-            raise Error(f"precision: expected one of {PRECISIONS}, got {precision!r}")
-        self.precision = precision  # of the CUDA sum layers' tensor-core products
+        self.precision = precision
         self._backends = {}
         self.register_buffer("params", torch.from_numpy(plan.params()), persistent=False)
         self.register_buffer("param_flows", torch.zeros_like(self.params), persistent=False)
@@ -104,6 +102,18 @@ class TensorCircuit(nn.Module):
         self._anchor = torch.zeros((), requires_grad=True)
         self._cache = (None, None)  # gradient form: (log_params version key, normalized params)
         self.to(device)
+
+    @property
+    def precision(self):
+        """Arithmetic of the CUDA sum layers, read by every pass (see `compile`); settable between
+        calls, e.g. "fp32" for one exact EM step of a model trained in "tf32"."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, precision):
+        if precision not in PRECISIONS:
+            raise Error(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+        self._precision = precision
 
     # ---- the two forms of the parameters ----
     @property
@@ -273,7 +283,7 @@ class TensorCircuit(nn.Module):
     def _backward(self, x, missing, values, params, root_flow, stats):
         """One flow pass; its parameter statistics are added into `stats`."""
         flows = torch.empty_like(values)
-        self._backend().backward(params, x, missing, values, root_flow, flows, stats)
+        self._backend().backward(params, x, missing, values, root_flow, flows, stats, self.precision)
 
     # ---- learning ----
     def zero_flows(self):
@@ -436,8 +446,11 @@ def compile(root, block_size=None, device="cpu", precision="tf32", max_partition
     """Compile the circuit rooted at node vector `root` into a `TensorCircuit` on `device`.
 
     `block_size`: power-of-two upper bound for the node blocks of sum layers (None: chosen per layer
-    from its shape). `precision`: inputs of the CUDA sum layers' tensor-core products, "tf32"
-    (default) or "bf16"; accumulation is float32 either way (the CPU backend is float32 throughout).
+    from its shape). `precision`: arithmetic of the CUDA sum layers. "tf32" (default) and "bf16" round
+    the inputs of their tensor-core products (the forward's; the backward's are TF32 for both), "fp32"
+    rounds nothing and runs them on float32 SIMT kernels (the CPU backend's arithmetic, for results
+    compared element by element with a float32 reference; several times slower). Accumulation is
+    float32 always; the CPU backend is float32 throughout and ignores it.
     `chunk_input_rows` (with reuse_rows): a product layer reading more input rows than this runs in
     pieces, each right after its own inputs, which share rows (less memory, a few more launches).
     `reuse_rows`: let vectors share workspace rows over the pass, inputs and products recomputed in

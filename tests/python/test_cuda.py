@@ -4,8 +4,9 @@ Random circuits (tests/python/circuits.py) and the benchmark structures at small
 inputs and missing masks every run, the GPU's plan compiled with and without fused products (the CPU
 oracle's without). Output buffers are poisoned with NaN before each call, so an
 element a kernel fails to write shows up. Tolerances: TF32 log-likelihoods within
-1e-3 * max(1, |ref|), BF16 within 1e-2 * max(1, |ref|); flows and EM parameters within 1e-3
-(relative to the largest flow of the circuit for flows).
+1e-3 * max(1, |ref|), BF16 within 1e-2 * max(1, |ref|), FP32 (float32 SIMT sum kernels, the CPU's
+arithmetic in another order) within 2e-5 * max(1, |ref|); flows and EM parameters within the same
+bound (relative to the largest flow of the circuit for flows).
 """
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from circuits import random_circuits, random_inputs
 
 pytestmark = pytest.mark.skipif(not pcc.cuda_available(), reason="no CUDA device")
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-TOL = {"tf32": 1e-3, "bf16": 1e-2}
+TOL = {"tf32": 1e-3, "bf16": 1e-2, "fp32": 2e-5}
 
 
 def poisoned(shape, device):
@@ -95,6 +96,14 @@ def test_random_circuits_bf16(data):
     check_model(root, x, missing, "bf16", fuse=data.draw(st.booleans()))
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_random_circuits_fp32(data):
+    root = data.draw(random_circuits())
+    x, missing = data.draw(random_inputs(root, max_batch=70))
+    check_model(root, x, missing, "fp32", data.draw(st.sampled_from([512, 0])), data.draw(st.booleans()))
+
+
 def small_structures():
     torch.manual_seed(0)
     img = torch.randint(0, 16, (256, 64))
@@ -109,7 +118,7 @@ def small_structures():
 
 
 @pytest.mark.parametrize("fuse", [False, True])
-@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+@pytest.mark.parametrize("precision", ["tf32", "bf16", "fp32"])
 def test_benchmark_structures_small(precision, fuse):
     for name, root, data in small_structures():
         x = data[torch.randperm(len(data))[:200]]
@@ -267,7 +276,7 @@ def test_cuda_graph_replays_follow_the_tensors_contents(name):
         x.copy_(b)
         backend.forward(params, x, None, values, out, "tf32")
         stats.zero_()
-        backend.backward(params, x, None, values, ones, flows, stats)
+        backend.backward(params, x, None, values, ones, flows, stats, "tf32")
         return out.cpu(), stats.cpu()
 
     before = pcc.cuda_graphs()
@@ -304,3 +313,30 @@ def test_cuda_graphs_survive_new_batch_sizes_and_buffers():
         for _ in range(3):
             with torch.no_grad():
                 assert_close(gpu(x.cuda()).cpu(), cpu(x), TOL["tf32"])
+
+
+def test_precision_switches_between_calls_with_graphs():
+    # `precision` is the model's attribute, read on every call: the forward's and the backward's graph
+    # keys hold it, so a model switched from TF32 to FP32 never replays a TF32 graph (whose flows are
+    # some 1e-4 off the CPU's, past FP32's bound).
+    _, root, data = next(iter(small_structures()))
+    cpu, gpu = pcc.compile(root), pcc.compile(root, device="cuda")
+    x = data[torch.randint(0, len(data), (64,))]
+    cpu.zero_flows()
+    cpu(x).sum().backward()
+    with torch.no_grad():
+        ref = cpu(x)
+    scale = max(1.0, float(cpu.param_flows.abs().max()))
+    before = pcc.cuda_graphs()
+    try:
+        pcc.set_cuda_graphs(True)
+        for precision in ("tf32", "tf32", "fp32", "fp32", "fp32", "tf32", "fp32"):
+            gpu.precision = precision
+            gpu.zero_flows()
+            out = gpu(x.cuda())
+            out.sum().backward()
+            assert_close(out.detach().cpu(), ref, TOL[precision])
+            err = float((gpu.param_flows.cpu() - cpu.param_flows).abs().max()) / scale
+            assert err <= TOL[precision], (precision, err)
+    finally:
+        pcc.set_cuda_graphs(before)

@@ -11,8 +11,12 @@
 
 namespace pcc {
 
-// Precision of the sum layers' matrix products (inputs to the tensor cores); accumulation is float32.
-enum class Precision : uint8_t { TF32 = 0, BF16 = 1 };
+// Precision of the sum layers' matrix products; accumulation is float32 always. TF32 and BF16 round
+// the products' inputs for the tensor cores (the forward's; the backward's run TF32 for both). FP32
+// keeps every input a float32 and runs the sum layers on the SIMT kernels, forward and backward: the
+// CPU backend's arithmetic, several times slower, for results that must match a float32 reference
+// (another system's flows, parameter updates compared element by element).
+enum class Precision : uint8_t { TF32 = 0, BF16 = 1, FP32 = 2 };
 
 struct CudaPlan;  // the device-side view of a plan (csrc/cuda/device_plan.cuh)
 
@@ -24,7 +28,7 @@ std::shared_ptr<CudaPlan> cuda_upload_plan(const Plan& p, void* device_buffer, i
 // As the CPU functions of backend.h, on device buffers. The forward validates x on the device and
 // throws pcc::Error naming the first bad entry (it synchronizes the stream to read the verdict).
 void cuda_forward(const CudaPlan& cp, const ForwardArgs& a, Precision precision, void* stream);
-void cuda_backward(const CudaPlan& cp, const BackwardArgs& a, void* stream);
+void cuda_backward(const CudaPlan& cp, const BackwardArgs& a, Precision precision, void* stream);
 void cuda_normalize(const CudaPlan& cp, const float* log_params, float* params, void* stream);
 void cuda_log_params(const CudaPlan& cp, const float* params, float* log_params, void* stream);
 void cuda_em_update(const CudaPlan& cp, float* params, const float* param_flows, double step_size,
