@@ -183,6 +183,25 @@ def peak_gib(device, base):
     return (torch.cuda.max_memory_allocated() - base) / 2**30
 
 
+def pj_stale_flows_cleared(pc):
+    """A `sum_layer_pre_backward_callback` for PyJuice's backward that sets its element flows to zero
+    (-inf: they are log flows) before each sum layer group writes them.
+
+    PyJuice 2.6.3 keeps one element-flow buffer for every product layer and clears it once per
+    backward. A sum layer writes the flows of the product nodes it reads, and the product layer under
+    it passes every row on to its children, so the rows of product nodes that no sum reads (PD's
+    products that no sum block picks, under `max_prod_block_conns`) still hold the flows the layer
+    above left there. Those flows reach pass-through sums, inputs and the EM step (PD-64: 5,248
+    pass-through nodes whose float64 flow is 0 get flows near 0.35; benchmarks/pj_flow_check.py).
+    Cleared, PyJuice's flows are the gradient again; the timed runs never use this."""
+    firsts = {id(g.layers[0]) for g in pc.inner_layer_groups if g.is_sum()}
+
+    def clear(layer, element_flows=None, **_):
+        if id(layer) in firsts:  # a group's layers write disjoint rows: clear before the first only
+            element_flows.fill_(-math.inf)
+    return clear
+
+
 def pj_params_after(mapping):
     """{id(pcc vector): PyJuice's parameters in pcc's layout} for the parameter owners (not tied)."""
     from pyjuice.nodes import InputNodes, SumNodes
@@ -347,7 +366,8 @@ def phase(args, stage, name):
 
 def run_config(name, args, device):
     r = {"config": name, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-         "fuse_products": args.fuse_products, "cuda_graphs": args.cuda_graphs}
+         "fuse_products": args.fuse_products, "cuda_graphs": args.cuda_graphs, "precision": args.precision,
+         "agree_precision": args.agree_precision or args.precision}
     t0 = time.perf_counter()
     torch.manual_seed(0)
     if name.startswith("hclt") and device.type == "cuda":
@@ -394,14 +414,19 @@ def run_config(name, args, device):
             t = time.perf_counter()
             base = mem_now(device)
             pc.to(device)
-            # --pj-fp32: PyJuice's float32 kernels for the agreement data (by default its sm_90
-            # parameter flows use fp16 / TF32 products, which alone can move small parameters by
-            # more than 1e-3).
-            fp32 = {"force_use_fp32": True} if args.pj_fp32 else {}
+            # --pj-fp32: PyJuice's float32 kernels for the agreement data, in its backward only or in
+            # both passes (by default its sm_90 parameter flows use fp16 / TF32 products, which alone
+            # can move small parameters by more than 1e-3; its float32 forward is the less accurate
+            # of its two, 7e-6 relative on RAT-SPN against 7e-7).
+            fp32 = {"force_use_fp32": True}
+            fwd32 = fp32 if args.pj_fp32 == "all" else {}
+            bwd32 = fp32 if args.pj_fp32 in ("all", "backward") else {}
+            clear = ({"sum_layer_pre_backward_callback": pj_stale_flows_cleared(pc)}
+                     if args.pj_clear_stale_flows else {})
             with torch.no_grad():
-                ll_pj = pc(x, **fp32)[:, 0].double().cpu().numpy()
-                pc(xe, **fp32)  # the backward reads the forward it follows
-                pc.backward(inputs=xe, flows_memory=0.0, **fp32)
+                ll_pj = pc(x, **fwd32)[:, 0].double().cpu().numpy()
+                pc(xe, **fwd32)  # the backward reads the forward it follows
+                pc.backward(inputs=xe, flows_memory=0.0, **bwd32, **clear)
                 pc.mini_batch_em(step_size=args.step_size, pseudocount=args.pseudocount)
             pc.update_parameters()
             after_pj = pj_params_after(mapping)
@@ -412,6 +437,7 @@ def run_config(name, args, device):
             # replays them after (its record_cudagraph; off by default, as pip installs it).
             graphs = {"record_cudagraph": True} if args.pj_cuda_graphs else {}
             r["pj_cuda_graphs"] = bool(args.pj_cuda_graphs)
+            r["pj_fp32"], r["pj_clear_stale_flows"] = args.pj_fp32, bool(args.pj_clear_stale_flows)
 
             def pj_fwd():
                 with torch.no_grad():
@@ -448,11 +474,13 @@ def run_config(name, args, device):
         t = time.perf_counter()
         base = mem_now(device)
         model.to(device)
+        model.precision = args.agree_precision or args.precision
         with torch.no_grad():
             ll_pcc = model(x).double().cpu().numpy()
         model.zero_flows()
         model(xe).sum().backward()
         model.em_step(args.step_size, args.pseudocount)
+        model.precision = args.precision  # the timings'
         # Read on the CPU, one host copy for all vectors (get_params of a CUDA model copied the whole
         # buffer per call before it gathered per group, and held the GPU for minutes on PD).
         model.to("cpu")
@@ -545,11 +573,15 @@ def summary(results, args, device):
         where = ", ".join(sorted({r.get("device", "not recorded") for r in results}))
         fuse = ", ".join(sorted({r.get("fuse_products", "not recorded") for r in results}))
         graphs = ", ".join(sorted({r.get("cuda_graphs", "not recorded (off)") for r in results}))
+        prec = ", ".join(sorted({r.get("precision", "tf32") for r in results}))
+        agree = ", ".join(sorted({r.get("agree_precision", r.get("precision", "tf32")) for r in results}))
     else:
         where = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
         fuse, graphs = args.fuse_products, args.cuda_graphs
+        prec, agree = args.precision, args.agree_precision or args.precision
+    agree = f" (agreement checks {agree})" if agree != prec else ""
     lines = [f"device: {where}; batch {args.batch}; "
-             f"median of {args.reps}; pcc precision {args.precision}"
+             f"median of {args.reps}; pcc precision {prec}{agree}"
              f", fuse_products {fuse}, CUDA graphs {graphs}; EM step_size {args.step_size}, "
              f"pseudocount {args.pseudocount}; LL errors: max |ll - ref| / max(1, |ref|) on {args.ref_rows} "
              f"rows vs pcc.reference (float64); after one EM step on {args.em_rows} rows, max |a-b| / "
@@ -570,6 +602,11 @@ def summary(results, args, device):
         lines.append(f"timed while no other worker used the CPU: {sum(bool(r.get('quiet_timing')) for r in ok)} "
                      f"of {len(ok)} configurations; PyJuice with its CUDA graphs: "
                      + ", ".join(sorted({str(r.get("pj_cuda_graphs", False)).lower() for r in ok})))
+    if any("pj_fp32" in r for r in ok):  # how PyJuice ran the agreement step (not its timings)
+        lines.append("PyJuice's agreement step: float32 kernels (force_use_fp32) in "
+                     + ", ".join(sorted({str(r.get("pj_fp32")).lower() for r in ok if "pj_fp32" in r}))
+                     + "; stale element flows cleared "
+                     + ", ".join(sorted({str(r.get("pj_clear_stale_flows")).lower() for r in ok if "pj_fp32" in r})))
     checked = [r for r in ok if "ll_agree" in r]
     bad = [r["config"] for r in checked if not (r["ll_agree"] <= 1e-3 and r["param_agree"] <= 1e-3)]
     lines.append("agreement with PyJuice (LL 1e-3, params 1e-3): " + (
@@ -609,7 +646,10 @@ def main():
     ap.add_argument("--ref-em-max-s", type=float, default=60,
                     help="skip the float64 EM oracle where its estimated CPU time exceeds this many "
                          "seconds (default 60: PD-64, HCLT-128, RAT-128/256 run; HMMs, PD-128+ do not)")
-    ap.add_argument("--precision", default="tf32")
+    ap.add_argument("--precision", default="tf32", help="pcc's precision for the timings (and the agreement)")
+    ap.add_argument("--agree-precision", default=None,
+                    help="pcc's precision for the LL / EM agreement checks (default --precision); fp32 runs "
+                         "them on its float32 SIMT sum kernels")
     ap.add_argument("--fuse-products", choices=["binary", "on", "off"], default="binary",
                     help="pcc.compile's fuse_products (products computed inside the sums that read them): "
                          "binary (what it picks for CUDA), on (all), off")
@@ -618,8 +658,13 @@ def main():
     ap.add_argument("--step-size", type=float, default=0.1)
     ap.add_argument("--pseudocount", type=float, default=0.1)
     ap.add_argument("--pcc-only", action="store_true", help="skip PyJuice's compile/run (graph still built)")
-    ap.add_argument("--pj-fp32", action="store_true",
-                    help="PyJuice's float32 kernels for the LL / EM agreement checks (timings unchanged)")
+    ap.add_argument("--pj-fp32", nargs="?", choices=["none", "backward", "all"], default="none", const="all",
+                    help="PyJuice's float32 kernels (force_use_fp32) for the LL / EM agreement checks: in "
+                         "its backward only, or in both passes (all, what the bare flag means); timings "
+                         "unchanged")
+    ap.add_argument("--pj-clear-stale-flows", action="store_true",
+                    help="PyJuice's agreement EM step with the element flows of products no sum reads "
+                         "cleared (see pj_stale_flows_cleared; timings unchanged)")
     ap.add_argument("--pj-cuda-graphs", action="store_true",
                     help="time PyJuice with its own CUDA graphs (record_cudagraph; off as pip installs it)")
     ap.add_argument("--out", default=None, help="write the final table here (atomically)")
