@@ -246,7 +246,7 @@ bool run_case(const Case& cs, bool quick) {
   PCC_CUDA_CHECK(cudaStreamCreate(&stream));
 
   // Parent flow rows are only read: a single run must change exactly the child rows and parameters.
-  pcc::cuda::sum_backward(s, d_params, d_values, d_flows, d_pflows, T, stream);
+  pcc::cuda::sum_backward(s, d_params, d_values, d_flows, d_pflows, T, pcc::Precision::TF32, stream);
   PCC_CUDA_CHECK(cudaStreamSynchronize(stream));
   std::vector<float> got_f(flows.size()), got_p(pflows.size());
   PCC_CUDA_CHECK(cudaMemcpy(got_f.data(), d_flows, got_f.size() * 4, cudaMemcpyDeviceToHost));
@@ -285,9 +285,9 @@ bool run_case(const Case& cs, bool quick) {
   cudaEvent_t e0, e1;
   PCC_CUDA_CHECK(cudaEventCreate(&e0));
   PCC_CUDA_CHECK(cudaEventCreate(&e1));
-  pcc::cuda::sum_backward(s, d_params, d_values, d_flows, d_pflows, T, stream);
+  pcc::cuda::sum_backward(s, d_params, d_values, d_flows, d_pflows, T, pcc::Precision::TF32, stream);
   PCC_CUDA_CHECK(cudaEventRecord(e0, stream));
-  for (int it = 0; it < iters; ++it) pcc::cuda::sum_backward(s, d_params, d_values, d_flows, d_pflows, T, stream);
+  for (int it = 0; it < iters; ++it) pcc::cuda::sum_backward(s, d_params, d_values, d_flows, d_pflows, T, pcc::Precision::TF32, stream);
   PCC_CUDA_CHECK(cudaEventRecord(e1, stream));
   PCC_CUDA_CHECK(cudaEventSynchronize(e1));
   float ms = 0.0f;

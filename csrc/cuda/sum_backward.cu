@@ -193,9 +193,13 @@ void launch_child(const DevSum& s, const float* params, const float* values, flo
 // ---- kernel 2: parameter flows -----------------------------------------------------------------
 
 // Shared memory of one CTA: V/E [cb][tt + 4], A [b][tt + 4] (padded rows: 16-byte reads of consecutive
-// rows at one column do not conflict), shift [tt], slow flags [b][tt].
+// rows at one column do not conflict), shift [tt], slow flags [b][tt]; b x cb the tile of a weight
+// block one CTA owns. Blocks of more than kParamTile weights (only FP32 sends large blocks here) are
+// cut into tiles of at most 128 x 128, each with its own shift: the max over the tile's child rows
+// is as valid a shift as the max over all of them (e <= 1 either way; the exact path covers the rest).
+constexpr int64_t kParamTile = 128 * 128;
 struct ParamShape {
-  int64_t tt = 32, lanes = 1, passes = 1;
+  int64_t tt = 32, lanes = 1, passes = 1, tb = 1, tcb = 1;  // tb x tcb: a CTA's tile of the block
   size_t smem = 0;
 };
 
@@ -203,14 +207,16 @@ __host__ __device__ inline size_t param_smem_bytes(int64_t b, int64_t cb, int64_
   return static_cast<size_t>(((b + cb) * (tt + 4) + tt) * sizeof(float) + b * tt);
 }
 
-template <bool F>  // F: fused child blocks (child_arity > 1)
+// F: fused child blocks (child_arity > 1); T: the block is cut into tiles (tb x tcb < b x cb).
+template <bool F, bool T>
 __global__ void __launch_bounds__(kParamThreads) param_flow_kernel(DevSum s, const float* __restrict__ params,
                                                                    const float* __restrict__ values,
                                                                    const float* __restrict__ flows,
                                                                    float* __restrict__ param_flows, int64_t batch,
-                                                                   int tt, int lanes, int passes) {
+                                                                   int tt, int lanes, int passes, int tb, int tcb) {
   extern __shared__ __align__(16) unsigned char smem[];
-  const int64_t b = s.block_size, cb = s.child_block_size, fanin = s.fanin;
+  const int64_t fanin = s.fanin, full_cb = s.child_block_size;
+  const int64_t b = T ? tb : s.block_size, cb = T ? tcb : full_cb;  // the tile's rows and child rows
   const int ld = tt + 4;  // rows stay 16-byte aligned; 8 consecutive rows hit distinct 16-byte banks
   float* E = reinterpret_cast<float*>(smem);  // [cb][ld]: child values, then exp(v_c - m)
   float* A = E + cb * ld;                     // [b][ld]
@@ -224,13 +230,22 @@ __global__ void __launch_bounds__(kParamThreads) param_flow_kernel(DevSum s, con
   const uint32_t ucb = static_cast<uint32_t>(cb);
   const int64_t entries = s.num_blocks * fanin;  // < 2^31 (the host checks)
   const bool shared_c = static_cast<uint32_t>(slots) % ucb == 0;
+  const int64_t col_tiles = T ? full_cb / tcb : 1, tiles = T ? s.block_size / tb * col_tiles : 1;
+  // Output o of the tile is weight (r0 + o / cb, c0 + o % cb) of the block: at wbase + weight(o).
+  const auto weight = [&](int o) -> int64_t {
+    return T ? (static_cast<uint32_t>(o) / ucb) * full_cb + static_cast<uint32_t>(o) % ucb : o;
+  };
 
-  for (int64_t e = blockIdx.x; e < entries; e += gridDim.x) {
+  for (int64_t item = blockIdx.x; item < entries * tiles; item += gridDim.x) {
+    const int64_t e = T ? item / tiles : item, tile = T ? item % tiles : 0;
+    const int64_t r0 = T ? tile / col_tiles * tb : 0, c0 = T ? tile % col_tiles * tcb : 0;
     const int ar = F ? s.child_arity : 1;
     const int32_t* est = s.child_rows + e * ar;  // the entry's child starts
     const int64_t woff = s.weight_offsets[e];
     if (est[0] < 0 || woff < 0) continue;  // uniform over the CTA
-    const int64_t prow = s.out_rows[static_cast<uint32_t>(e) / static_cast<uint32_t>(fanin)];
+    const int64_t prow = s.out_rows[static_cast<uint32_t>(e) / static_cast<uint32_t>(fanin)] + r0;
+    const float* wp = params + woff + r0 * full_cb + c0;  // the tile's first weight
+    float* pf = param_flows + woff + r0 * full_cb + c0;
     for (int pass = 0; pass < passes; ++pass) {
       const int o0 = pass * slots * kOpt + slot;
       float acc[kOpt], sacc[kOpt];
@@ -241,7 +256,7 @@ __global__ void __launch_bounds__(kParamThreads) param_flow_kernel(DevSum s, con
         __syncthreads();  // previous tile's readers are done
         for (int idx = tid; idx < cb * tt; idx += kParamThreads) {
           const int c = idx / tt, x = idx % tt;
-          E[c * ld + x] = t0 + x < batch ? fused_value(values, est, ar, c, batch, t0 + x) : -INFINITY;
+          E[c * ld + x] = t0 + x < batch ? fused_value(values, est, ar, c0 + c, batch, t0 + x) : -INFINITY;
         }
         __syncthreads();
         for (int x = tid; x < tt; x += kParamThreads) {
@@ -322,12 +337,12 @@ __global__ void __launch_bounds__(kParamThreads) param_flow_kernel(DevSum s, con
             const int o = o0 + j * slots;
             if (o >= n_out) continue;
             const int r = static_cast<uint32_t>(o) / ucb, c = static_cast<uint32_t>(o) % ucb;
-            const float w = params[woff + o];
+            const float w = wp[weight(o)];
             if (!(w > 0.0f)) continue;
             for (int x = lane; x < tt; x += lanes) {
               if (!slow_flag[r * tt + x]) continue;
               const int64_t t = t0 + x;
-              const float vc = fused_value(values, est, ar, c, batch, t);
+              const float vc = fused_value(values, est, ar, c0 + c, batch, t);
               if (!(vc > -INFINITY)) continue;
               const int64_t at = (prow + r) * batch + t;
               sacc[j] += exact_term(flows[at], w, vc, values[at]);
@@ -341,7 +356,7 @@ __global__ void __launch_bounds__(kParamThreads) param_flow_kernel(DevSum s, con
 #pragma unroll
       for (int j = 0; j < kOpt; ++j) {
         const int o = o0 + j * slots;
-        val[j] = o < n_out ? params[woff + o] * acc[j] + sacc[j] : 0.0f;
+        val[j] = o < n_out ? wp[weight(o)] * acc[j] + sacc[j] : 0.0f;
       }
       const int wl = lanes < 32 ? lanes : 32;
 #pragma unroll
@@ -370,9 +385,9 @@ __global__ void __launch_bounds__(kParamThreads) param_flow_kernel(DevSum s, con
           const int o = o0 + j * slots;
           if (o >= n_out) continue;
           if (s.disjoint_weights)
-            param_flows[woff + o] += val[j];
+            pf[weight(o)] += val[j];
           else
-            atomicAdd(param_flows + woff + o, val[j]);
+            atomicAdd(pf + weight(o), val[j]);
         }
       }
     }
@@ -387,6 +402,10 @@ int64_t pow2_ceil(int64_t x) {
 
 ParamShape param_shape(int64_t b, int64_t cb, int64_t batch) {
   ParamShape sh;
+  sh.tb = b * cb > kParamTile ? std::min<int64_t>(b, 128) : b;
+  sh.tcb = b * cb > kParamTile ? std::min<int64_t>(cb, 128) : cb;
+  b = sh.tb;
+  cb = sh.tcb;
   const int64_t n_out = b * cb;
   // Small blocks: several threads (a power of two dividing the CTA) share an output.
   sh.lanes = n_out >= kParamThreads ? 1 : kParamThreads / pow2_ceil(n_out);
@@ -1071,11 +1090,15 @@ void sum_backward(const DevSum& s, const float* params, const float* values, flo
   const ParamShape sh = param_shape(b, cb, batch);
   if (sh.smem > 48 * 1024)
     ::pcc::raise("sum_backward: block ", b, " x ", cb, " needs too much shared memory");
-  const unsigned grid = static_cast<unsigned>(std::min(entries, kMaxGrid));
-  auto* param_kernel = s.child_arity > 1 ? param_flow_kernel<true> : param_flow_kernel<false>;
+  const int64_t items = entries * (b / sh.tb) * (cb / sh.tcb);
+  const unsigned grid = static_cast<unsigned>(std::min(items, kMaxGrid));
+  const bool tiled = sh.tb < b || sh.tcb < cb;
+  auto* param_kernel = s.child_arity > 1 ? (tiled ? param_flow_kernel<true, true> : param_flow_kernel<true, false>)
+                                         : (tiled ? param_flow_kernel<false, true> : param_flow_kernel<false, false>);
   param_kernel<<<grid, kParamThreads, sh.smem, stream>>>(s, params, values, flows, param_flows, batch,
                                                               static_cast<int>(sh.tt), static_cast<int>(sh.lanes),
-                                                              static_cast<int>(sh.passes));
+                                                              static_cast<int>(sh.passes), static_cast<int>(sh.tb),
+                                                              static_cast<int>(sh.tcb));
   PCC_CUDA_CHECK_LAUNCH("sum_backward (parameter flows)");
 }
 

@@ -54,12 +54,13 @@ def assert_close(got, ref, tol):
     assert err.size == 0 or err.max() <= tol, f"max relative error {err.max():.3g}"
 
 
-def check_model(root, x, missing, precision, category_major_cats=512, fuse=False, fuse_inputs=True):
+def check_model(root, x, missing, precision, category_major_cats=512, fuse=False, fuse_inputs=True,
+                block_size=None):
     # Both in the same parameter layout (fusion moves no parameter): flows and parameters are compared
     # slot by slot.
-    cpu = pcc.compile(root, category_major_cats=category_major_cats)
+    cpu = pcc.compile(root, category_major_cats=category_major_cats, block_size=block_size)
     gpu = pcc.compile(root, device="cuda", precision=precision, category_major_cats=category_major_cats,
-                      fuse_products=fuse, fuse_inputs=fuse_inputs)
+                      fuse_products=fuse, fuse_inputs=fuse_inputs, block_size=block_size)
     xg = x.cuda()
     mg = missing.cuda() if missing is not None else None
     out, _ = forward_poisoned(gpu, xg, mg)
@@ -102,6 +103,15 @@ def test_random_circuits_fp32(data):
     root = data.draw(random_circuits())
     x, missing = data.draw(random_inputs(root, max_batch=70))
     check_model(root, x, missing, "fp32", data.draw(st.sampled_from([512, 0])), data.draw(st.booleans()))
+
+
+@pytest.mark.parametrize("fuse", [False, True])
+def test_fp32_large_blocks(fuse):
+    # FP32 sends every block to the SIMT kernels; the parameter-flow kernel cuts blocks of more than
+    # 128 x 128 weights into tiles (HMM-2048's 1024 x 1024 needed 64 KiB of shared memory whole).
+    hmm = pcc.structures.HMM(4, num_latents=1024, num_emits=20)
+    x = torch.randint(0, 20, (48, 4))
+    check_model(hmm, x, torch.rand(x.shape) < 0.1, "fp32", fuse=fuse, block_size=1024)
 
 
 def small_structures():
