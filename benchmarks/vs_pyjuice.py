@@ -183,9 +183,9 @@ def peak_gib(device, base):
     return (torch.cuda.max_memory_allocated() - base) / 2**30
 
 
-def pj_stale_flows_cleared(pc):
+def pj_stale_flows_cleared(pc, log_flows=True):
     """A `sum_layer_pre_backward_callback` for PyJuice's backward that sets its element flows to zero
-    (-inf: they are log flows) before each sum layer group writes them.
+    (-inf where they are log flows, PyJuice's default) before each sum layer group writes them.
 
     PyJuice 2.6.3 keeps one element-flow buffer for every product layer and clears it once per
     backward. A sum layer writes the flows of the product nodes it reads, and the product layer under
@@ -195,10 +195,11 @@ def pj_stale_flows_cleared(pc):
     pass-through nodes whose float64 flow is 0 get flows near 0.35; benchmarks/pj_flow_check.py).
     Cleared, PyJuice's flows are the gradient again; the timed runs never use this."""
     firsts = {id(g.layers[0]) for g in pc.inner_layer_groups if g.is_sum()}
+    zero = -math.inf if log_flows else 0.0
 
     def clear(layer, element_flows=None, **_):
         if id(layer) in firsts:  # a group's layers write disjoint rows: clear before the first only
-            element_flows.fill_(-math.inf)
+            element_flows.fill_(zero)
     return clear
 
 
@@ -421,12 +422,14 @@ def run_config(name, args, device):
             fp32 = {"force_use_fp32": True}
             fwd32 = fp32 if args.pj_fp32 == "all" else {}
             bwd32 = fp32 if args.pj_fp32 in ("all", "backward") else {}
-            clear = ({"sum_layer_pre_backward_callback": pj_stale_flows_cleared(pc)}
-                     if args.pj_clear_stale_flows else {})
+            bwd = ({"sum_layer_pre_backward_callback": pj_stale_flows_cleared(pc, not args.pj_linear_flows)}
+                   if args.pj_clear_stale_flows else {})
+            if args.pj_linear_flows:
+                bwd["logspace_flows"] = False
             with torch.no_grad():
                 ll_pj = pc(x, **fwd32)[:, 0].double().cpu().numpy()
                 pc(xe, **fwd32)  # the backward reads the forward it follows
-                pc.backward(inputs=xe, flows_memory=0.0, **bwd32, **clear)
+                pc.backward(inputs=xe, flows_memory=0.0, **bwd32, **bwd)
                 pc.mini_batch_em(step_size=args.step_size, pseudocount=args.pseudocount)
             pc.update_parameters()
             after_pj = pj_params_after(mapping)
@@ -438,6 +441,7 @@ def run_config(name, args, device):
             graphs = {"record_cudagraph": True} if args.pj_cuda_graphs else {}
             r["pj_cuda_graphs"] = bool(args.pj_cuda_graphs)
             r["pj_fp32"], r["pj_clear_stale_flows"] = args.pj_fp32, bool(args.pj_clear_stale_flows)
+            r["pj_linear_flows"] = bool(args.pj_linear_flows)
 
             def pj_fwd():
                 with torch.no_grad():
@@ -665,6 +669,8 @@ def main():
     ap.add_argument("--pj-clear-stale-flows", action="store_true",
                     help="PyJuice's agreement EM step with the element flows of products no sum reads "
                          "cleared (see pj_stale_flows_cleared; timings unchanged)")
+    ap.add_argument("--pj-linear-flows", action="store_true",
+                    help="PyJuice's agreement backward with logspace_flows=False (its default keeps log flows)")
     ap.add_argument("--pj-cuda-graphs", action="store_true",
                     help="time PyJuice with its own CUDA graphs (record_cudagraph; off as pip installs it)")
     ap.add_argument("--out", default=None, help="write the final table here (atomically)")
