@@ -76,6 +76,22 @@ def test_compile_options(model_and_root):
             pcc.compile(root, device="cuda")
 
 
+def test_precision_is_checked_when_compiled_and_when_set(model_and_root):
+    model, root = model_and_root
+    with pytest.raises(pcc.Error, match="precision.*fp16"):
+        pcc.compile(root, precision="fp16")
+    x = torch.tensor([[0, 1, 0.5], [2, 0, -1.0]])
+    with torch.no_grad():
+        ref = model(x)
+    for p in ("fp32", "bf16", "tf32"):  # the CPU backend is float32 whatever it says
+        model.precision = p
+        with torch.no_grad():
+            assert torch.equal(model(x), ref)
+    with pytest.raises(pcc.Error, match="precision.*'TF32'"):
+        model.precision = "TF32"
+    assert model.precision == "tf32"  # a refused value leaves the model as it was
+
+
 def test_truncated_and_corrupt_files(model_and_root, tmp_path):
     _, root = model_and_root
     path = tmp_path / "c.pcir"

@@ -88,3 +88,26 @@ def test_report_finds_a_perturbed_element():
     assert abs(errs["param_agree"] - 1 / 3) < 1e-9
     text = "\n".join(lines)
     assert "sum (block b=2)" in text and "elem 5: node 0 <- child 3" in text, text
+
+
+def test_stale_flows_are_cleared_once_per_sum_group():
+    # pj_stale_flows_cleared's callback runs for every layer of a group; clearing before a group's
+    # second layer would erase flows its first layer just wrote, so only first sum layers clear.
+    class Group:
+        def __init__(self, kind, n):
+            self.kind, self.layers = kind, [object() for _ in range(n)]
+
+        def is_sum(self):
+            return self.kind == "sum"
+
+    pc = types.SimpleNamespace(inner_layer_groups=[Group("prod", 1), Group("sum", 2), Group("prod", 1),
+                                                   Group("sum", 1)])
+    for log_flows, zero in ((True, float("-inf")), (False, 0.0)):
+        clear = vp.pj_stale_flows_cleared(pc, log_flows)
+        flows = torch.rand(5, 3)  # fresh every run, never zero
+        for g in pc.inner_layer_groups:
+            for i, layer in enumerate(g.layers):
+                flows.uniform_(0.5, 1.0)
+                clear(layer, element_flows=flows, node_flows=None)
+                cleared = bool((flows == zero).all())
+                assert cleared == (g.is_sum() and i == 0), (g.kind, i, log_flows)
