@@ -12,7 +12,9 @@ systems run one circuit with one set of parameters. Per configuration, in one pr
    `params agree`; the three worst vectors of each comparison are printed, with the values at their
    worst element and its parameter before the step, to tell which system is off and where); and each
    system's log-likelihood error against the float64 oracle `pcc.reference.log_likelihood` on the
-   first `--ref-rows` rows (before the EM step);
+   first `--ref-rows` rows (before the EM step). For these checks only: `--pj-fp32` runs PyJuice's
+   float32 kernels, `--pj-clear-stale-flows` clears the element flows PyJuice 2.6.3 leaves in products
+   no sum reads (PD; see pj_stale_flows_cleared), `--agree-precision fp32` runs pcc without TF32;
 2. timing, median of `--reps` calls after warm-up (CUDA events): `fwd` (log-likelihood, no grad),
    `fwd+bwd` (forward + flow backward), `step` (fwd+bwd + mini-batch EM update);
 3. peak training memory: `torch.cuda.max_memory_allocated`, reset before each system's EM loop,
