@@ -101,6 +101,7 @@ def _eval(args):
 
 
 def _add_train_args(t):
+    from .backends import PRECISIONS
     from .train import DEFAULTS as D
 
     t.add_argument("--structure", choices=("hclt", "pd", "rat", "hmm", "factorized"), default=D["structure"],
@@ -116,6 +117,8 @@ def _add_train_args(t):
     t.add_argument("--lr", type=float, default=D["lr"], help="Adam learning rate")
     t.add_argument("--seed", type=int, default=D["seed"])
     t.add_argument("--device", choices=("cpu", "cuda"), default=D["device"])
+    t.add_argument("--precision", choices=PRECISIONS, default=D["precision"],
+                   help="CUDA sum layers: tf32 / bf16 tensor cores, or fp32 (no rounding, slower)")
     t.add_argument("--threads", type=int, default=D["threads"], help="CPU threads (0: all)")
     t.add_argument("--out", default=None, help="output folder (default runs/STRUCTURE-DATASET)")
     t.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")

@@ -51,7 +51,7 @@ METRICS_NAME = "metrics.json"
 DEFAULTS = {
     "structure": "hclt", "dataset": "digits", "data_root": None, "latents": 32, "epochs": 5,
     "batch_size": 256, "step_size": 0.5, "pseudocount": 0.1, "optimizer": "em", "lr": 0.05,
-    "seed": 0, "device": "cpu", "threads": 0, "out": None, "resume": False,
+    "seed": 0, "device": "cpu", "precision": "tf32", "threads": 0, "out": None, "resume": False,
     "pd_interval": None, "rat_depth": None, "rat_repetitions": None, "progress": True,
 }
 STRUCTURES = ("hclt", "pd", "rat", "hmm", "factorized")
@@ -267,7 +267,7 @@ def train(cfg=None, log=print):
         root = ck.root
     else:
         root = build_structure(c, data)
-    model = pcc.compile(root, device=device, fuse_products=_fuses(device))
+    model = pcc.compile(root, device=device, precision=c["precision"], fuse_products=_fuses(device))
     fp = ckpt.fingerprint(root)
 
     opt = None

@@ -342,3 +342,21 @@ def test_factorized_baseline_is_per_variable_em(tmp_path):
     assert abs(m["epochs"][0]["test_ll"] - want) < 1e-3 * max(1.0, abs(want))
     ck = ckpt.load_checkpoint(out)
     assert ck.root.num_nodes == 1 and len(ck.root.children) == data.num_vars
+
+
+def test_precision_is_passed_on_and_checked(tmp_path, capsys):
+    # The CPU backend is float32 whatever the precision says (it selects the CUDA sum kernels), so an
+    # fp32 run on the CPU learns exactly what the default run learns; a bad value writes nothing.
+    assert _train(tmp_path / "tf32") == 0
+    assert _train(tmp_path / "fp32", "--precision", "fp32") == 0
+    read = lambda d: json.loads((tmp_path / d / "metrics.json").read_text())["epochs"]  # noqa: E731
+    assert [e["test_ll"] for e in read("fp32")] == [e["test_ll"] for e in read("tf32")]
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        _train(tmp_path / "bad", "--precision", "fp16")
+    assert "fp16" in capsys.readouterr().err
+    from pcc.train import train
+    with pytest.raises(pcc.Error, match="precision"):
+        train({"precision": "fp16", "out": str(tmp_path / "bad2"), "epochs": 1, "latents": 4,
+               "progress": False})
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "bad2").exists()
