@@ -231,7 +231,7 @@ __global__ void __launch_bounds__(kParamThreads) param_flow_kernel(DevSum s, con
   const int64_t entries = s.num_blocks * fanin;  // < 2^31 (the host checks)
   const bool shared_c = static_cast<uint32_t>(slots) % ucb == 0;
   const int64_t col_tiles = T ? full_cb / tcb : 1, tiles = T ? s.block_size / tb * col_tiles : 1;
-  // Output o of the tile is weight (r0 + o / cb, c0 + o % cb) of the block: at wbase + weight(o).
+  // Output o of the tile is weight (r0 + o / cb, c0 + o % cb) of the block: at wp + weight(o).
   const auto weight = [&](int o) -> int64_t {
     return T ? (static_cast<uint32_t>(o) / ucb) * full_cb + static_cast<uint32_t>(o) % ucb : o;
   };
